@@ -1,0 +1,37 @@
+# Everything runs in virtual environments this Makefile creates: only python3 and make are needed.
+PYTHON ?= python3
+VENV := .venv
+OLDEST_VENV := .venv-oldest
+
+.PHONY: demo test test-oldest lint clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# The oldest numpy intquant supports, the one Concrete ML 1.7 users are pinned to.
+$(OLDEST_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST_VENV)
+	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/intquant demo
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check src tests tools
+	$(VENV)/bin/ruff format --check src tests tools
+	$(VENV)/bin/mypy
+
+test: lint
+	$(VENV)/bin/python -m pytest -q
+
+test-oldest: $(OLDEST_VENV)/.installed
+	$(OLDEST_VENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.24'), numpy.__version__"
+	$(OLDEST_VENV)/bin/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(OLDEST_VENV) build src/*.egg-info

@@ -1,0 +1,137 @@
+"""Which signed zero numpy 1.24's ``unique`` keeps, reproduced on any numpy.
+
+``numpy.unique`` sorts and keeps the first element of each run of equal values. ``-0.0`` and
+``0.0`` are equal, so when an array holds both, the zero that survives is whichever the sort left
+first, and that depends on the sorting algorithm. The reference ran numpy 1.24 on an AVX-512
+x86-64 machine: float32 arrays went through its AVX-512 quicksort (emulated in
+``_avx512_sort``), float16 and float64 arrays through its introsort (emulated here). numpy 2 sorts
+differently, so intquant never trusts the sign of a zero that numpy's own sort reports.
+
+Only the element that lands at the first zero's position matters, so the emulation follows the
+partitions that contain that position (as a quickselect would) with vectorized numpy steps:
+expected O(n) work instead of a full sort.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+__all__ = ["reference_unique"]
+
+_SMALL_PARTITION = 15  # numpy 1.24 quicksort: ranges with pr - pl <= 15 are insertion-sorted
+
+
+def reference_unique(values: numpy.ndarray) -> numpy.ndarray:
+    """Sorted unique values of ``values``, as numpy 1.24's ``numpy.unique`` returns them.
+
+    ``values`` must not hold NaN. The values come from ``numpy.unique``; only the sign of a zero
+    is decided by emulating numpy 1.24's sort.
+    """
+    flat = numpy.ravel(values)
+    uniques = numpy.unique(flat)
+    if uniques.dtype.kind != "f":
+        return uniques
+    zero_slots = numpy.flatnonzero(uniques == 0)
+    if zero_slots.size == 0:
+        return uniques
+    zero_signs = numpy.signbit(flat[flat == 0])
+    if zero_signs.all() or not zero_signs.any():
+        negative = bool(zero_signs[0])
+    else:
+        position = int(numpy.count_nonzero(flat < 0))
+        negative = bool(numpy.signbit(_element_at_sorted_position(flat, position)))
+    uniques[zero_slots[0]] = -0.0 if negative else 0.0
+    return uniques
+
+
+def _element_at_sorted_position(flat: numpy.ndarray, position: int) -> numpy.generic:
+    if flat.dtype == numpy.float32:
+        from intquant._avx512_sort import element_at_sorted_position
+
+        return element_at_sorted_position(flat, position)
+    return _introsort_element_at(flat, position)
+
+
+def _introsort_element_at(flat: numpy.ndarray, position: int) -> Any:
+    """Element numpy 1.24's introsort (``npysort/quicksort.cpp``) leaves at ``position``.
+
+    The partition step is median-of-three on (first, middle, last), the pivot parked at
+    ``last - 1``, then a Hoare scan; the smaller side is sorted next without a depth check, the
+    larger is pushed and checked when popped (heapsort once the depth budget ``2*floor(log2 n)``
+    is spent); ranges of at most 16 elements are insertion-sorted, which is stable.
+    """
+    work = numpy.array(flat, copy=True)
+    low, high = 0, work.size - 1
+    depth = 2 * (work.size.bit_length() - 1)
+    check_depth = True
+    while True:
+        if check_depth and depth < 0:
+            return _heapsorted(work[low : high + 1])[position - low]
+        check_depth = False
+        if high - low <= _SMALL_PARTITION:
+            block = work[low : high + 1]
+            order = sorted(range(block.size), key=block.__getitem__)
+            return block[order[position - low]]
+        pivot_at = low + _hoare_partition(work[low : high + 1])
+        depth -= 1
+        if position == pivot_at:
+            return work[pivot_at]
+        left_is_smaller = pivot_at - low < high - pivot_at
+        goes_left = position < pivot_at
+        # The smaller side is sorted next (no depth check); the larger one waits on the stack.
+        check_depth = goes_left != left_is_smaller
+        if goes_left:
+            high = pivot_at - 1
+        else:
+            low = pivot_at + 1
+
+
+def _hoare_partition(segment: numpy.ndarray) -> int:
+    """Partition ``segment`` in place exactly as numpy 1.24 does; return the pivot's index."""
+    last = segment.size - 1
+    middle = last >> 1
+    for first, second in ((middle, 0), (last, middle), (middle, 0)):
+        if segment[first] < segment[second]:
+            segment[[first, second]] = segment[[second, first]]
+    pivot = segment[middle]
+    segment[[middle, last - 1]] = segment[[last - 1, middle]]
+    # Scanning from the left stops on values >= pivot, from the right on values <= pivot.
+    left_stops = numpy.flatnonzero(~(segment[1:last] < pivot)) + 1
+    right_stops = numpy.flatnonzero(~(pivot < segment[: last - 1]))[::-1]
+    pairs = min(left_stops.size, right_stops.size)
+    crossing = int(numpy.flatnonzero(left_stops[:pairs] >= right_stops[:pairs])[0])
+    lefts, rights = left_stops[:crossing], right_stops[:crossing]
+    segment[lefts], segment[rights] = segment[rights], segment[lefts].copy()
+    pivot_at = int(left_stops[crossing])
+    if crossing > 0:
+        pivot_at = min(pivot_at, int(right_stops[crossing - 1]))
+    segment[[pivot_at, last - 1]] = segment[[last - 1, pivot_at]]
+    return pivot_at
+
+
+def _heapsorted(block: numpy.ndarray) -> list[Any]:
+    """numpy 1.24's heapsort (not stable) of ``block``, as a list."""
+    heap: list[Any] = [None, *block]  # 1-based, as in numpy
+    size = block.size
+
+    def sift(start: int, item: Any, end: int) -> None:
+        i, j = start, start * 2
+        while j <= end:
+            if j < end and heap[j] < heap[j + 1]:
+                j += 1
+            if item < heap[j]:
+                heap[i] = heap[j]
+                i, j = j, j * 2
+            else:
+                break
+        heap[i] = item
+
+    for start in range(size >> 1, 0, -1):
+        sift(start, heap[start], size)
+    for end in range(size, 1, -1):
+        item = heap[end]
+        heap[end] = heap[1]
+        sift(1, item, end - 1)
+    return heap[1:]

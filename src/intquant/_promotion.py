@@ -1,0 +1,93 @@
+"""numpy 1.24's type promotion, reproduced so results match the reference on numpy 2 too.
+
+Concrete ML 1.7.0 runs on numpy 1.24, where a ufunc mixing an array with a *scalar* chooses its
+loop by the scalar's value ("value-based casting"): ``float32_array / numpy.float64(s)`` runs in
+float32 and ``float32_array + numpy.int64(70000)`` in float64. numpy 2 (NEP 50) looks at the
+scalar's dtype instead. The kernels cast their operands to the dtype computed here, so both
+numpy versions run the same loop and give the same bits.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy
+
+__all__ = ["as_numpy_operand", "legacy_result_type"]
+
+# The order numpy 1.x gives dtype kinds when it decides whether a scalar's value may matter.
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+_FLOAT16_LIMIT = 65000.0  # numpy 1.x: |v| < 65000 fits float16 (finite or not)
+_FLOAT32_LIMIT = 3.4e38  # numpy 1.x: |v| < 3.4e38 fits float32
+
+
+def as_numpy_operand(value: Any) -> numpy.ndarray | numpy.generic:
+    """Return ``value`` as a numpy array or numpy scalar, typed as numpy 1.24 types it.
+
+    Python ``bool``, ``int`` and ``float`` become ``numpy.bool_``, ``numpy.int64`` and
+    ``numpy.float64`` (numpy 1.24 types Python scalars by their C type; numpy 2 keeps them
+    "weak"). Arrays and numpy scalars are returned as they are; anything else goes through
+    ``numpy.asarray``.
+    """
+    if isinstance(value, (numpy.ndarray, numpy.generic)):
+        return value
+    if isinstance(value, bool):
+        return numpy.bool_(value)
+    if isinstance(value, int):
+        return numpy.int64(value)
+    if isinstance(value, float):
+        return numpy.float64(value)
+    return numpy.asarray(value)
+
+
+def _min_scalar_type(value: numpy.generic | numpy.ndarray) -> numpy.dtype[Any]:
+    """numpy 1.24's ``min_scalar_type``: the smallest dtype of the scalar's kind holding it."""
+    dtype = value.dtype
+    if dtype.kind == "b":
+        return dtype
+    if dtype.kind in "iu":
+        number = int(value)
+        kinds = ("u", "u", "u", "u") if number >= 0 else ("i", "i", "i", "i")
+        for kind, bits in zip(kinds, (8, 16, 32, 64)):
+            info = numpy.iinfo(numpy.dtype(f"{kind}{bits // 8}"))
+            if info.min <= number <= info.max:
+                return numpy.dtype(f"{kind}{bits // 8}")
+        return dtype
+    if dtype.kind == "f":
+        number = float(value)
+        if not math.isfinite(number) or -_FLOAT16_LIMIT < number < _FLOAT16_LIMIT:
+            smallest = numpy.dtype(numpy.float16)
+        elif -_FLOAT32_LIMIT < number < _FLOAT32_LIMIT:
+            smallest = numpy.dtype(numpy.float32)
+        else:
+            smallest = numpy.dtype(numpy.float64)
+        return smallest if smallest.itemsize <= dtype.itemsize else dtype
+    return dtype
+
+
+def legacy_result_type(
+    first: numpy.ndarray | numpy.generic, second: numpy.ndarray | numpy.generic
+) -> numpy.dtype[Any]:
+    """Dtype numpy 1.24 gives a binary ufunc of ``first`` and ``second``.
+
+    Both operands must already be numpy arrays or scalars (see :func:`as_numpy_operand`); a
+    0-d array counts as a scalar, as in numpy 1.24. When exactly one operand is a scalar and its
+    kind ranks no higher than the array's (bool < integer < float < complex), the scalar takes
+    part through the smallest dtype that holds its value; otherwise dtypes promote as usual.
+    """
+    first_is_scalar = numpy.ndim(first) == 0
+    second_is_scalar = numpy.ndim(second) == 0
+    if first_is_scalar == second_is_scalar:
+        return numpy.promote_types(first.dtype, second.dtype)
+    array, scalar = (second, first) if first_is_scalar else (first, second)
+    if _KIND_RANK[scalar.dtype.kind] > _KIND_RANK[array.dtype.kind]:
+        return numpy.promote_types(array.dtype, scalar.dtype)
+    smallest = _min_scalar_type(scalar)
+    if array.dtype.kind == "i" and smallest.kind == "u":
+        # numpy 1.x: a non-negative integer that fits the signed type of its size stays signed
+        signed = numpy.dtype(f"i{smallest.itemsize}")
+        if int(scalar) <= numpy.iinfo(signed).max:
+            smallest = signed
+    return numpy.promote_types(array.dtype, smallest)

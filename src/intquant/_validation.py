@@ -1,0 +1,115 @@
+"""Checks at the public boundary; each raises an intquant error that says what to change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy
+
+from intquant.errors import (
+    InvalidOptionsError,
+    InvalidTypeError,
+    InvalidValueError,
+    MissingParameterError,
+)
+from intquant.kernels import as_real_array
+
+MAX_N_BITS = 32
+
+
+def check_n_bits(n_bits: Any) -> int:
+    """Return ``n_bits`` as an int after checking it is an integer in ``[1, 32]``."""
+    if isinstance(n_bits, (bool, numpy.bool_)) or not isinstance(n_bits, (int, numpy.integer)):
+        raise InvalidTypeError(
+            f"'n_bits' must be an int in [1, {MAX_N_BITS}]; got {n_bits!r} of type "
+            f"{type(n_bits).__name__}. Pass a whole number of bits such as 8."
+        )
+    if not 1 <= n_bits <= MAX_N_BITS:
+        raise InvalidValueError(
+            f"'n_bits' must be an int in [1, {MAX_N_BITS}]; got {n_bits}. "
+            f"Use between 1 and {MAX_N_BITS} bits."
+        )
+    return int(n_bits)
+
+
+def check_flag(name: str, value: Any) -> bool:
+    """Return ``value`` as a bool after checking it is one (``numpy.bool_`` is accepted)."""
+    if not isinstance(value, (bool, numpy.bool_)):
+        raise InvalidTypeError(
+            f"'{name}' must be True or False; got {value!r} of type {type(value).__name__}."
+        )
+    return bool(value)
+
+
+def check_option_combination(is_signed: Any, is_symmetric: Any, is_qat: Any) -> None:
+    """Refuse the combinations the reference asserts against."""
+    if is_qat and is_symmetric:
+        raise InvalidOptionsError(
+            "is_qat=True and is_symmetric=True cannot be combined: QAT quantization infers an "
+            "asymmetric grid. Set is_symmetric=False, or is_qat=False."
+        )
+    if is_symmetric and not is_signed:
+        raise InvalidOptionsError(
+            "is_symmetric=True needs is_signed=True: symmetric codes lie around 0. "
+            "Set is_signed=True, or is_symmetric=False."
+        )
+
+
+def check_options(options: Any) -> int:
+    """Check an options object (or a quantizer holding options); return its ``n_bits``."""
+    if not hasattr(options, "n_bits"):
+        raise MissingParameterError(
+            "these options have no 'n_bits'; create the quantizer with a QuantizationOptions "
+            "object, e.g. UniformQuantizer(QuantizationOptions(8), ...)."
+        )
+    n_bits = check_n_bits(options.n_bits)
+    check_option_combination(options.is_signed, options.is_symmetric, options.is_qat)
+    return n_bits
+
+
+def check_calibration_values(values: Any) -> numpy.ndarray:
+    """Return calibration values as a non-empty, finite, real numpy array."""
+    array = numpy.asarray(as_real_array(values, "calibration values"))
+    if array.size == 0:
+        raise InvalidValueError(
+            f"cannot calibrate on an empty array (shape {array.shape}, dtype {array.dtype}); "
+            f"pass at least one value."
+        )
+    if array.dtype.kind == "b":
+        raise InvalidTypeError(
+            "calibration values must be integers or floats; got a bool array of shape "
+            f"{array.shape}. Convert it with values.astype(numpy.float64)."
+        )
+    if array.dtype.kind == "f" and not numpy.isfinite(array).all():
+        bad = "NaN" if numpy.isnan(array).any() else "an infinity"
+        raise InvalidValueError(
+            f"cannot calibrate on values containing {bad} (shape {array.shape}, dtype "
+            f"{array.dtype}): the range would not be finite. Remove or replace non-finite "
+            f"values first, e.g. with numpy.nan_to_num."
+        )
+    return array
+
+
+def check_range(stats: Any) -> tuple[Any, Any]:
+    """Return ``(rmin, rmax)`` of a statistics object after checking they are finite numbers."""
+    rmin, rmax = stats.rmin, stats.rmax
+    if rmin is None or rmax is None:
+        raise MissingParameterError(
+            "the statistics have no rmin/rmax yet; call compute_quantization_stats(values) "
+            "first, or create them as MinMaxQuantizationStats(rmax=..., rmin=...)."
+        )
+    for name, bound in (("rmin", rmin), ("rmax", rmax)):
+        operand = as_real_array(bound, name)
+        if numpy.ndim(operand) != 0 or not numpy.isfinite(operand):
+            raise InvalidValueError(f"'{name}' must be a finite number; got {bound!r}.")
+    return rmin, rmax
+
+
+def check_scale(scale: Any) -> None:
+    """Refuse a quantization scale that is zero or not finite."""
+    operand = as_real_array(scale, "scale")
+    if not numpy.all(numpy.isfinite(operand)) or numpy.any(operand == 0):
+        raise InvalidValueError(
+            f"cannot quantize with scale={scale!r}: the scale must be finite and non-zero. "
+            f"Compute it with compute_quantization_parameters(options, stats)."
+        )

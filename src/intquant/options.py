@@ -1,0 +1,130 @@
+"""Quantization options: the bit width and the kind of integer grid."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from intquant._members import (
+    OPTION_MEMBERS,
+    copy_members,
+    has_members,
+    members_repr,
+    require_keys,
+    same_members,
+)
+from intquant._validation import check_flag, check_n_bits, check_option_combination
+from intquant.serialization import JSONSerializable
+
+__all__ = ["QuantizationOptions", "options_equivalent"]
+
+
+class QuantizationOptions(JSONSerializable):
+    """Options for quantization: how many bits, and how values map onto the integer grid.
+
+    Signed quantization allows negative codes (an offset of ``2**(n_bits-1)``). Symmetric
+    quantization centres the grid on 0 (and needs signed codes). QAT quantization assumes the
+    values already sit on a grid and infers only its scale. ``is_narrow`` (codes in
+    ``[-2**(n-1)+1, 2**(n-1)-1]``) and ``is_precomputed_qat`` are set as attributes.
+
+    Parameters
+    ----------
+    n_bits : int
+        Bits per code, 1 to 32.
+    is_signed, is_symmetric, is_qat : bool
+        See above. ``is_symmetric`` needs ``is_signed``; ``is_qat`` excludes ``is_symmetric``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For an ``n_bits`` that is not an int in [1, 32] or a flag that is not a bool.
+    InvalidOptionsError
+        (an ``AssertionError`` and ``ValueError``) for an invalid combination.
+
+    Examples
+    --------
+    >>> options = QuantizationOptions(8, is_signed=True, is_symmetric=True)
+    >>> options.n_bits, options.is_narrow
+    (8, False)
+    """
+
+    n_bits: int
+    is_signed: bool = False
+    is_symmetric: bool = False
+    is_qat: bool = False
+    is_narrow: bool = False
+    is_precomputed_qat: bool = False
+
+    def __init__(
+        self, n_bits: int, is_signed: bool = False, is_symmetric: bool = False, is_qat: bool = False
+    ) -> None:
+        check_n_bits(n_bits)
+        flags = {
+            name: check_flag(name, value)
+            for name, value in (("is_signed", is_signed), ("is_symmetric", is_symmetric), ("is_qat", is_qat))
+        }
+        check_option_combination(**flags)
+        self.n_bits = n_bits
+        self.is_signed = flags["is_signed"]
+        self.is_symmetric = flags["is_symmetric"]
+        self.is_qat = flags["is_qat"]
+
+    def __eq__(self, other: object) -> bool:
+        if not has_members(other, OPTION_MEMBERS):
+            return NotImplemented
+        return same_members(self, other, OPTION_MEMBERS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return members_repr(self, OPTION_MEMBERS)
+
+    def copy_opts(self, opts: Any) -> None:
+        """Copy the six option members from ``opts``."""
+        copy_members(self, opts, OPTION_MEMBERS)
+
+    @property
+    def quant_options(self) -> QuantizationOptions:
+        """A copy of these options."""
+        return copy_options(self)
+
+    def is_equal(self, opts: Any, ignore_sign_qat: bool = False) -> bool:
+        """Whether ``opts`` quantizes the same way (see :func:`options_equivalent`)."""
+        return options_equivalent(self, opts, ignore_sign_qat)
+
+    def dump_dict(self) -> dict[str, Any]:
+        """The six members, in order."""
+        return {name: getattr(self, name) for name in OPTION_MEMBERS}
+
+    @staticmethod
+    def load_dict(metadata: dict[str, Any]) -> QuantizationOptions:
+        """Rebuild options from :meth:`dump_dict` output (all six keys required)."""
+        require_keys(metadata, OPTION_MEMBERS, "QuantizationOptions")
+        options = QuantizationOptions(
+            metadata["n_bits"], metadata["is_signed"], metadata["is_symmetric"], metadata["is_qat"]
+        )
+        options.is_narrow = check_flag("is_narrow", metadata["is_narrow"])
+        options.is_precomputed_qat = check_flag("is_precomputed_qat", metadata["is_precomputed_qat"])
+        return options
+
+
+def copy_options(source: Any) -> QuantizationOptions:
+    """A new :class:`QuantizationOptions` holding the six option members of ``source``."""
+    options = QuantizationOptions(source.n_bits)
+    options.copy_opts(source)
+    return options
+
+
+def options_equivalent(first: Any, second: Any, ignore_sign_qat: bool = False) -> bool:
+    """Whether two option sets quantize the same way.
+
+    ``n_bits``, ``is_qat``, ``is_symmetric`` and ``is_signed`` must match; the sign is not
+    compared when ``second.is_qat`` and ``ignore_sign_qat``. ``is_narrow`` and
+    ``is_precomputed_qat`` are not compared.
+    """
+    sign_matches = (second.is_qat and ignore_sign_qat) or second.is_signed == first.is_signed
+    return bool(
+        second.is_qat == first.is_qat
+        and sign_matches
+        and second.is_symmetric == first.is_symmetric
+        and second.n_bits == first.n_bits
+    )

@@ -1,0 +1,124 @@
+"""Quantization parameters: scale, zero point and offset of a uniform integer grid."""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Union
+
+import numpy
+
+from intquant._members import (
+    PARAM_MEMBERS,
+    copy_members,
+    has_members,
+    members_repr,
+    require_keys,
+    same_members,
+)
+from intquant._validation import check_options, check_range
+from intquant.kernels import choose_uniform_parameters
+from intquant.serialization import JSONSerializable
+
+__all__ = ["UniformQuantizationParameters", "compute_parameters"]
+
+
+class UniformQuantizationParameters(JSONSerializable):
+    """Parameters that map real values to integer codes: ``q = rint(x / scale + zero_point)``.
+
+    ``offset`` is ``2**(n_bits-1)`` for signed codes, else 0; codes are clipped to
+    ``[-offset, 2**n_bits - 1 - offset]``.
+
+    Examples
+    --------
+    >>> from intquant import MinMaxQuantizationStats, QuantizationOptions
+    >>> params = UniformQuantizationParameters()
+    >>> params.compute_quantization_parameters(
+    ...     QuantizationOptions(8), MinMaxQuantizationStats(rmax=2.55, rmin=0.0))
+    >>> float(params.scale), int(params.zero_point), params.offset
+    (0.01, 0, 0)
+    """
+
+    scale: Optional[numpy.float64] = None
+    zero_point: Optional[Union[int, float, numpy.ndarray]] = None
+    offset: Optional[int] = None
+
+    def __init__(
+        self,
+        scale: Optional[numpy.float64] = None,
+        zero_point: Optional[Union[int, float, numpy.ndarray]] = None,
+        offset: Optional[int] = None,
+    ) -> None:
+        self.scale = scale
+        self.zero_point = zero_point
+        self.offset = offset
+
+    def __eq__(self, other: object) -> bool:
+        if not has_members(other, PARAM_MEMBERS):
+            return NotImplemented
+        return same_members(self, other, PARAM_MEMBERS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return members_repr(self, PARAM_MEMBERS)
+
+    def compute_quantization_parameters(self, options: Any, stats: Any) -> None:
+        """Compute scale, zero point and offset (see :func:`compute_parameters`)."""
+        self.scale, self.zero_point, self.offset = compute_parameters(options, stats, self.scale)
+
+    def copy_params(self, params: Any) -> None:
+        """Copy ``scale``, ``zero_point`` and ``offset`` from ``params``."""
+        copy_members(self, params, PARAM_MEMBERS)
+
+    @property
+    def quant_params(self) -> UniformQuantizationParameters:
+        """A copy of these parameters."""
+        return copy_params(self)
+
+    def dump_dict(self) -> dict[str, Any]:
+        """The three members, in order ``scale, zero_point, offset``."""
+        return {name: getattr(self, name) for name in PARAM_MEMBERS}
+
+    @staticmethod
+    def load_dict(metadata: dict[str, Any]) -> UniformQuantizationParameters:
+        """Rebuild parameters from :meth:`dump_dict` output."""
+        require_keys(metadata, PARAM_MEMBERS, "UniformQuantizationParameters")
+        return UniformQuantizationParameters(
+            metadata["scale"], metadata["zero_point"], metadata["offset"]
+        )
+
+
+def copy_params(source: Any) -> UniformQuantizationParameters:
+    """A new :class:`UniformQuantizationParameters` holding the parameter members of ``source``."""
+    params = UniformQuantizationParameters()
+    params.copy_params(source)
+    return params
+
+
+def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any, Any, int]:
+    """Validated :func:`intquant.kernels.choose_uniform_parameters` for options and statistics.
+
+    ``scale`` is a scale set before the call; asymmetric, non-QAT quantization keeps it.
+
+    Raises
+    ------
+    InvalidOptionsError
+        For an invalid combination of options.
+    MissingParameterError
+        When the statistics have no ``rmin``/``rmax``.
+    ValueError
+        When the parameters would not be finite.
+    """
+    n_bits = check_options(options)
+    rmin, rmax = check_range(stats)
+    uvalues = None if stats.uvalues is None else numpy.asarray(stats.uvalues)
+    return choose_uniform_parameters(
+        rmin,
+        rmax,
+        n_bits,
+        is_signed=bool(options.is_signed),
+        is_symmetric=bool(options.is_symmetric),
+        is_qat=bool(options.is_qat),
+        is_precomputed_qat=bool(options.is_precomputed_qat),
+        uvalues=uvalues,
+        scale=scale,
+    )

@@ -1,0 +1,199 @@
+"""A quantized array: float values and their integer codes, kept in sync."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import numpy
+
+from intquant._members import fill_from_kwargs, require_keys, same_value
+from intquant._validation import check_n_bits
+from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
+from intquant.options import QuantizationOptions
+from intquant.parameters import UniformQuantizationParameters
+from intquant.quantizer import UniformQuantizer
+from intquant.serialization import JSONSerializable
+from intquant.statistics import MinMaxQuantizationStats
+
+__all__ = ["QuantizedArray"]
+
+_DUMP_KEYS = ("quantizer", "n_bits", "values", "qvalues")
+
+
+class QuantizedArray(JSONSerializable):
+    """Float values and their integer codes, kept in sync by a :class:`UniformQuantizer`.
+
+    Parameters
+    ----------
+    n_bits : int
+        Bits per code (overrides ``options.n_bits``).
+    values : array_like or None
+        Float values to quantize, or (``value_is_float=False``) integer codes to dequantize.
+    value_is_float : bool
+        Whether ``values`` are real values (default) or codes; codes need ``params``.
+    options, stats, params : optional
+        Parameter sets; the statistics and parameters are computed from the values when absent.
+    **kwargs
+        Any member of the three sets (``is_signed=True``, ``scale=0.1``, ...); a set named in
+        the keywords must be given completely.
+
+    Raises
+    ------
+    TypeError
+        ``Unexpected keyword arguments '...'`` for keywords that name no member.
+    InvalidDtypeError
+        (an ``AssertionError``) for integer values with ``value_is_float``, or float codes.
+    MissingParameterError
+        (an ``AssertionError``) for codes without ``params``.
+
+    Examples
+    --------
+    >>> import numpy
+    >>> qa = QuantizedArray(2, numpy.array([0.0, 0.3, 0.6, 0.9]))
+    >>> qa.qvalues.tolist()
+    [0, 1, 2, 3]
+    >>> qa.update_values(numpy.array([0.31, 5.0])).tolist()
+    [1, 3]
+    """
+
+    quantizer: UniformQuantizer
+    n_bits: int
+    values: Any
+    qvalues: Any
+
+    def __init__(
+        self,
+        n_bits: int,
+        values: Optional[numpy.ndarray],
+        value_is_float: bool = True,
+        options: Optional[QuantizationOptions] = None,
+        stats: Optional[MinMaxQuantizationStats] = None,
+        params: Optional[UniformQuantizationParameters] = None,
+        **kwargs: Any,
+    ) -> None:
+        check_n_bits(n_bits)
+        # Work on copies: filling from keywords must not change the caller's objects.
+        options = copy.deepcopy(options) if options is not None else QuantizationOptions(n_bits)
+        options.n_bits = n_bits
+        options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
+        stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
+        params, kwargs = fill_from_kwargs(copy.deepcopy(params), UniformQuantizationParameters, **kwargs)
+        if kwargs:
+            raise InvalidTypeError(
+                f"Unexpected keyword arguments '{','.join(kwargs)}'; QuantizedArray accepts the "
+                f"members of QuantizationOptions, MinMaxQuantizationStats and "
+                f"UniformQuantizationParameters."
+            )
+        self.n_bits = n_bits
+        self.quantizer = UniformQuantizer(options, stats, params)
+        self.values = None
+        self.qvalues = None
+        if values is None:
+            return
+        if value_is_float:
+            if isinstance(values, numpy.ndarray) and not numpy.issubdtype(values.dtype, numpy.floating):
+                raise InvalidDtypeError(
+                    f"Values must be float if value_is_float is set to True; got dtype "
+                    f"{values.dtype} with shape {values.shape}. Pass float values, or integer "
+                    f"codes with value_is_float=False and params."
+                )
+            self.values = _copy_array(values)
+            if stats is None:
+                self.quantizer.compute_quantization_stats(self.values)
+            if params is None:
+                self.quantizer.compute_quantization_parameters(options, self.quantizer.quant_stats)
+            self.quant()
+        else:
+            if params is None:
+                raise MissingParameterError(
+                    "When initializing QuantizedArray with integer values the quantization "
+                    "params must be provided: pass params=UniformQuantizationParameters(...) or "
+                    "scale=, zero_point=, offset= keywords."
+                )
+            if isinstance(values, numpy.ndarray) and not numpy.issubdtype(values.dtype, numpy.integer):
+                raise InvalidDtypeError(
+                    f"Quantized values must be integers if value_is_float is False; got dtype "
+                    f"{values.dtype} with shape {values.shape}."
+                )
+            self.qvalues = _copy_array(values)
+            self.dequant()
+
+    def __call__(self) -> Any:
+        """The integer codes."""
+        return self.qvalues
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, QuantizedArray):
+            return NotImplemented
+        return (
+            same_value(self.n_bits, other.n_bits)
+            and self.quantizer == other.quantizer
+            and bool(numpy.array_equal(self.values, other.values))
+            and bool(numpy.array_equal(self.qvalues, other.qvalues))
+        )
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return f"QuantizedArray(n_bits={self.n_bits!r}, qvalues={self.qvalues!r}, quantizer={self.quantizer!r})"
+
+    def quant(self) -> Any:
+        """Quantize ``values`` into ``qvalues``; return the codes."""
+        self.qvalues = self.quantizer.quant(self.values)
+        return self.qvalues
+
+    def dequant(self) -> Any:
+        """De-quantize ``qvalues`` into ``values`` (which must come out float64); return them."""
+        self.values = self._dequantized(self.qvalues)
+        return self.values
+
+    def update_values(self, values: numpy.ndarray) -> Any:
+        """Replace ``values`` with a copy of ``values``; return their codes."""
+        new_values = _copy_array(values)
+        self.qvalues = self.quantizer.quant(new_values)
+        self.values = new_values
+        return self.qvalues
+
+    def update_quantized_values(self, qvalues: numpy.ndarray) -> Any:
+        """Replace ``qvalues`` with a copy of ``qvalues``; return their de-quantized values."""
+        new_qvalues = _copy_array(qvalues)
+        self.values = self._dequantized(new_qvalues)
+        self.qvalues = new_qvalues
+        return self.values
+
+    def _dequantized(self, qvalues: Any) -> Any:
+        values = self.quantizer.dequant(qvalues)
+        dtype = getattr(values, "dtype", None)
+        if dtype is not None and dtype != numpy.float64:
+            raise InvalidDtypeError(
+                f"De-quantized values must be float64; got {dtype}. Pass integer codes (or "
+                f"float64 ones) to dequantize."
+            )
+        return values
+
+    def dump_dict(self) -> dict[str, Any]:
+        """``quantizer``, ``n_bits``, ``values`` and ``qvalues``."""
+        return {name: getattr(self, name) for name in _DUMP_KEYS}
+
+    @staticmethod
+    def load_dict(metadata: dict[str, Any]) -> QuantizedArray:
+        """Rebuild a quantized array exactly as dumped (nothing is recomputed)."""
+        require_keys(metadata, _DUMP_KEYS, "QuantizedArray")
+        if not isinstance(metadata["quantizer"], UniformQuantizer):
+            raise SerializationError(
+                f"QuantizedArray.load_dict needs a UniformQuantizer under 'quantizer'; got "
+                f"{type(metadata['quantizer']).__name__}."
+            )
+        check_n_bits(metadata["n_bits"])
+        array = QuantizedArray.__new__(QuantizedArray)
+        for name in _DUMP_KEYS:
+            setattr(array, name, metadata[name])
+        return array
+
+
+def _copy_array(values: Any) -> numpy.ndarray:
+    """A copy of an ndarray (keeping its memory layout), or ``numpy.array(values)``."""
+    if isinstance(values, numpy.ndarray):
+        return values.copy(order="K")
+    return numpy.array(values)

@@ -1,0 +1,240 @@
+"""The uniform quantizer: options, statistics and parameters together, with quant/dequant."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import numpy
+
+from intquant._members import (
+    OPTION_MEMBERS,
+    PARAM_MEMBERS,
+    STATS_MEMBERS,
+    copy_members,
+    members_repr,
+    same_members,
+)
+from intquant._validation import check_flag, check_n_bits, check_scale
+from intquant.errors import InvalidDtypeError, MissingParameterError, SerializationError
+from intquant.kernels import as_real_array, dequantize, integer_bounds, quantize
+from intquant.options import QuantizationOptions, copy_options, options_equivalent
+from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
+from intquant.serialization import JSONSerializable
+from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, uniform_grid_check
+
+__all__ = ["UniformQuantizer"]
+
+_ALL_MEMBERS = OPTION_MEMBERS + STATS_MEMBERS + PARAM_MEMBERS
+
+
+class UniformQuantizer(JSONSerializable):
+    """Uniform quantizer: quantizes and dequantizes numpy arrays.
+
+    It holds the members of the three parameter sets side by side (``n_bits`` and the five
+    flags, ``rmax, rmin, uvalues``, ``scale, zero_point, offset``) and offers the methods of all
+    three classes, delegating the arithmetic to :mod:`intquant.kernels`.
+
+    Parameters
+    ----------
+    options : QuantizationOptions, optional
+        Without options the quantizer has no ``n_bits`` attribute.
+    stats : MinMaxQuantizationStats, optional
+    params : UniformQuantizationParameters, optional
+        A given ``scale`` is converted to ``numpy.float64``.
+    no_clipping : bool
+        Do not clip codes to the ``n_bits`` range.
+
+    Examples
+    --------
+    >>> import numpy
+    >>> from intquant import QuantizationOptions
+    >>> quantizer = UniformQuantizer(QuantizationOptions(4))
+    >>> values = numpy.array([-1.0, 0.0, 0.5, 2.0])
+    >>> quantizer.compute_quantization_stats(values)
+    >>> quantizer.compute_quantization_parameters(quantizer.quant_options, quantizer.quant_stats)
+    >>> quantizer.quant(values).tolist()
+    [0, 5, 8, 15]
+    >>> quantizer.dequant(quantizer.quant(values)).tolist()
+    [-1.0, 0.0, 0.6000000000000001, 2.0]
+    """
+
+    # Class-level defaults, as the reference's: a quantizer made without options still has the
+    # five flags (False) but no n_bits.
+    is_signed: bool = False
+    is_symmetric: bool = False
+    is_qat: bool = False
+    is_narrow: bool = False
+    is_precomputed_qat: bool = False
+    rmax: Optional[float] = None
+    rmin: Optional[float] = None
+    uvalues: Optional[numpy.ndarray] = None
+
+    def __init__(
+        self,
+        options: Optional[QuantizationOptions] = None,
+        stats: Optional[MinMaxQuantizationStats] = None,
+        params: Optional[UniformQuantizationParameters] = None,
+        no_clipping: bool = False,
+    ) -> None:
+        self.no_clipping = check_flag("no_clipping", no_clipping)
+        self.scale: Any = None
+        self.zero_point: Any = None
+        self.offset: Optional[int] = None
+        if options is not None:
+            self.copy_opts(options)
+        if stats is not None:
+            self.copy_stats(stats)
+        if params is not None:
+            self.copy_params(params)
+        if self.scale is not None:
+            self.scale = numpy.float64(self.scale)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UniformQuantizer):
+            return NotImplemented
+        return self.no_clipping == other.no_clipping and same_members(self, other, _ALL_MEMBERS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def __repr__(self) -> str:
+        return members_repr(self, (*_ALL_MEMBERS, "no_clipping"))
+
+    # -- options
+    def copy_opts(self, opts: Any) -> None:
+        """Copy the six option members from ``opts``."""
+        copy_members(self, opts, OPTION_MEMBERS)
+
+    @property
+    def quant_options(self) -> QuantizationOptions:
+        """A copy of the options (needs ``n_bits``)."""
+        self._require_n_bits()
+        return copy_options(self)
+
+    def is_equal(self, opts: Any, ignore_sign_qat: bool = False) -> bool:
+        """Whether ``opts`` quantizes the same way (see :func:`intquant.options.options_equivalent`)."""
+        return options_equivalent(self, opts, ignore_sign_qat)
+
+    # -- statistics
+    def compute_quantization_stats(self, values: numpy.ndarray) -> None:
+        """Compute ``rmin``, ``rmax`` and ``uvalues`` of ``values``."""
+        self.rmin, self.rmax, self.uvalues = calibrate(values)
+
+    def check_is_uniform_quantized(self, options: Any) -> bool:
+        """Whether ``uvalues`` lie on a uniform grid of at most ``2**options.n_bits`` values."""
+        return uniform_grid_check(self.uvalues, options)
+
+    def copy_stats(self, stats: Any) -> None:
+        """Copy ``rmax``, ``rmin`` and ``uvalues`` from ``stats``."""
+        copy_members(self, stats, STATS_MEMBERS)
+
+    @property
+    def quant_stats(self) -> MinMaxQuantizationStats:
+        """A copy of the statistics."""
+        return copy_stats(self)
+
+    # -- parameters
+    def compute_quantization_parameters(self, options: Any, stats: Any) -> None:
+        """Compute ``scale``, ``zero_point``, ``offset`` from ``options`` and ``stats``."""
+        self.scale, self.zero_point, self.offset = compute_parameters(options, stats, self.scale)
+
+    def copy_params(self, params: Any) -> None:
+        """Copy ``scale``, ``zero_point`` and ``offset`` from ``params``."""
+        copy_members(self, params, PARAM_MEMBERS)
+
+    @property
+    def quant_params(self) -> UniformQuantizationParameters:
+        """A copy of the parameters."""
+        return copy_params(self)
+
+    # -- quantization
+    def quant(self, values: numpy.ndarray) -> Any:
+        """Quantize: ``clip(rint(values / scale + zero_point), low, high)`` as int64.
+
+        The range is ``[-offset (+1 if is_narrow), 2**n_bits - 1 - offset]``; there is no
+        clipping with ``no_clipping``, nor for QAT values whose parameters were inferred
+        (``is_qat and not is_precomputed_qat``). Float16/float32 arrays are divided in their own
+        precision, as numpy 1.24 does.
+
+        Raises
+        ------
+        MissingParameterError
+            If scale, zero point or offset (or, for clipping, n_bits) are not set.
+        ValueError
+            For a zero or non-finite scale, NaN values, or codes beyond int64 without clipping.
+        """
+        scale, zero_point, offset = self._require_parameters()
+        check_scale(scale)
+        bounds = None
+        if not self.no_clipping and (not self.is_qat or self.is_precomputed_qat):
+            bounds = integer_bounds(self._require_n_bits(), offset, bool(self.is_narrow))
+        return quantize(as_real_array(values, "values to quantize"), scale, zero_point, bounds)
+
+    def dequant(self, qvalues: numpy.ndarray) -> Any:
+        """De-quantize: ``scale * (qvalues - float64(zero_point))``.
+
+        Raises
+        ------
+        MissingParameterError
+            If scale or zero point are not set.
+        InvalidDtypeError
+            If the scale is neither a float nor a float64 array.
+        """
+        scale, zero_point, _ = self._require_parameters(need_offset=False)
+        if not (
+            isinstance(scale, (float, numpy.floating))
+            or (isinstance(scale, numpy.ndarray) and scale.dtype == numpy.float64)
+        ):
+            raise InvalidDtypeError(
+                f"the scale must be a float or a float64 array to dequantize; got {scale!r} of "
+                f"type {type(scale).__name__}. Set it with numpy.float64(scale)."
+            )
+        return dequantize(as_real_array(qvalues, "quantized values"), scale, zero_point)
+
+    def _require_parameters(self, need_offset: bool = True) -> tuple[Any, Any, Any]:
+        missing = [
+            name
+            for name in PARAM_MEMBERS
+            if getattr(self, name) is None and (need_offset or name != "offset")
+        ]
+        if missing:
+            raise MissingParameterError(
+                f"the quantizer has no {', '.join(missing)} yet; call "
+                f"compute_quantization_parameters(options, stats) first, or pass "
+                f"UniformQuantizationParameters(scale, zero_point, offset)."
+            )
+        return self.scale, self.zero_point, self.offset
+
+    def _require_n_bits(self) -> int:
+        if not hasattr(self, "n_bits"):
+            raise MissingParameterError(
+                "the quantizer has no options (n_bits); create it with "
+                "UniformQuantizer(QuantizationOptions(n_bits), ...)."
+            )
+        return check_n_bits(self.n_bits)
+
+    # -- serialization
+    def dump_dict(self) -> dict[str, Any]:
+        """Every member the quantizer has, then ``no_clipping`` (``n_bits`` may be absent)."""
+        names = (*_ALL_MEMBERS, "no_clipping")
+        return {name: getattr(self, name) for name in names if hasattr(self, name)}
+
+    @staticmethod
+    def load_dict(metadata: dict[str, Any]) -> UniformQuantizer:
+        """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults."""
+        known = (*_ALL_MEMBERS, "no_clipping")
+        if not isinstance(metadata, dict):
+            raise SerializationError(f"UniformQuantizer.load_dict expects a dict; got {type(metadata).__name__}.")
+        unknown = [name for name in metadata if name not in known]
+        if unknown:
+            raise SerializationError(
+                f"UniformQuantizer.load_dict got unknown keys {unknown}; it reads {', '.join(known)}."
+            )
+        if "n_bits" in metadata:
+            check_n_bits(metadata["n_bits"])
+        for flag in (*OPTION_MEMBERS[1:], "no_clipping"):
+            if flag in metadata:
+                check_flag(flag, metadata[flag])
+        quantizer = UniformQuantizer()
+        for name, value in metadata.items():
+            setattr(quantizer, name, value)
+        return quantizer
