@@ -36,6 +36,7 @@ than the range minimum remain (after that it is a plain rotation).
 
 from __future__ import annotations
 
+import array
 import math
 
 import numpy as np
@@ -262,9 +263,7 @@ class _Range:
             self.mid = self.mid[: self.mid.size - take]
 
 
-def _partition(
-    seg: F32, pivot: float, want_left_of: int
-) -> tuple[int, F32, bool]:
+def _partition(seg: F32, pivot: float, want_left_of: int) -> tuple[int, F32, bool]:
     """Vectorised partition_avx512 of ``seg`` (modified).
 
     Returns the pivot index, the contents of the side containing relative position
@@ -317,41 +316,138 @@ def _heapify(h: F32) -> None:
             cur, tmp = j[move], tmp[move]
 
 
+def _postorder(nodes: IntArr) -> IntArr:
+    """``nodes`` (1-based heap positions, a parent-closed set) in post-order."""
+    depth = nodes.astype(np.int64)
+    bits = np.zeros(nodes.size, dtype=np.int64)
+    np.log2(nodes, out=None)  # placeholder to keep numpy's import warm; no effect
+    bits = np.frexp(nodes.astype(np.float64))[1].astype(np.int64) - 1  # floor(log2)
+    height = int(bits.max())
+    pad = height - bits
+    # Extend each path with right turns down to the deepest level; an ancestor and its
+    # rightmost descendants then tie and the deeper node comes first.
+    leaf = (depth << pad) | ((np.int64(1) << pad) - 1)
+    return nodes[np.argsort(leaf * (height + 1) + pad, kind="stable")]
+
+
 def _heapsort_select(data: F32, pos: int) -> np.float32:
     """Element at ``pos`` after numpy's ``heapsort_`` (strict ``<``) on ``data``.
 
-    Extraction is simulated in Python only while the heap still holds elements other
-    than its minimum value; with only minima left, every sift stops at the root, so the
-    remaining steps just rotate the heap array by one.
+    Only elements other than the range minimum ("big" ones) steer the extraction
+    phase.  Minima move only when taken from the heap end: they then sift down the
+    path of larger children to its last big node.  The simulation runs on class codes
+    (0 = minimum, k = k-th smallest big value) and tracks the identity (sign) of the
+    moved minima.  Three regimes:
+
+    * several big values left: plain step-by-step simulation;
+    * one big value left: ties send every sift left, so the set T of big positions
+      only ever loses the heap end (a big one comes back to the root) or, for a
+      minimum, the first node of T in post-order, a fixed order as T shrinks;
+    * only minima left: every sift stops at the root, the steps rotate the heap.
     """
     h = data.copy()
     _heapify(h)
     n = h.size
+    target = pos + 1  # 1-based, like heapsort_'s indexing
+    if h.min() != 0:
+        return _heapsort_select_generic(h, target)
+    big = h != 0
+    distinct = np.concatenate([np.zeros(1, np.float32), np.unique(h[big])])
+    codes = np.zeros(2 * n + 2, dtype=np.uint8 if distinct.size <= 256 else np.int32)
+    codes[1 : n + 1] = np.searchsorted(distinct, h)
+    remaining = int(np.count_nonzero(big))
+    ones = int(np.count_nonzero(codes == 1))
+    n_min = n - remaining
+    if target < n_min and not big[target]:
+        return h[target]  # a minimum below the big subtree never moves before the rotation
+    # c[q]: class at heap position q (1-based), 0 beyond the heap end.
+    c: bytearray | array.array[int] = (
+        bytearray(codes.tobytes()) if codes.dtype == np.uint8 else array.array("i", codes.tobytes())
+    )
+    del codes
+    moved: dict[int, np.float32] = {}
+    ident = h[0]
+    while remaining > ones:
+        if n == target:
+            return np.float32(distinct[c[1]])
+        t = c[n]
+        c[n] = 0
+        if t == 0:
+            ident = moved.pop(n) if n in moved else h[n - 1]
+        n -= 1
+        remaining -= 1
+        i, j = 1, 2
+        while True:
+            cj = c[j]
+            cr = c[j + 1]
+            if cj < cr:
+                j += 1
+                cj = cr
+            if cj <= t:
+                break
+            c[i] = cj
+            i = j
+            j += j
+        c[i] = t
+        if t == 0:
+            moved[i] = ident
+    if remaining:
+        if target > n_min:
+            return np.float32(distinct[1])
+        order = _postorder(
+            np.flatnonzero(
+                np.frombuffer(c, dtype=np.uint8 if isinstance(c, bytearray) else np.int32)[: n + 1]
+            )
+        )
+        po: list[int] = order.tolist()
+        k = 0
+        for m in range(n, n_min, -1):
+            if c[m]:
+                c[m] = 0
+                continue
+            ident = moved.pop(m) if m in moved else h[m - 1]
+            while not c[po[k]]:
+                k += 1
+            p = po[k]
+            c[p] = 0
+            moved[p] = ident
+            k += 1
+        n = n_min
+    if n == 1:
+        return moved[1] if 1 in moved else h[0]
+    q = 1 if target == n else target + 1
+    return moved[q] if q in moved else h[q - 1]
+
+
+def _heapsort_select_generic(h: F32, target: int) -> np.float32:
+    """Extraction phase of ``heapsort_`` on a heapified ``h`` for any minimum value.
+
+    Used when the minimum is not zero, so zeros are among the big elements and are
+    tracked as signed Python floats.
+    """
+    n = h.size
     lowest = h.min()
-    lo = float(lowest)
     big_pos = np.flatnonzero(h != lowest)
     remaining = big_pos.size
-    # a[q]: non-minimum value at 1-based heap position q, else None (a minimum whose
-    # identity is moved[q] if it was relocated, else h[q - 1]).
+    # a[q]: big value at 1-based heap position q, else None (a minimum whose identity
+    # is moved[q] if it was relocated, else h[q - 1]).
     a: list[float | None] = [None] * (n + 2)
     for q, v in zip((big_pos + 1).tolist(), h[big_pos].tolist()):
         a[q] = v
-    moved: dict[int, float] = {}
-    target = pos + 1
+    moved: dict[int, np.float32] = {}
     while n > 1:
         if remaining == 0:
             q = 1 if target == n else target + 1
-            return np.float32(moved[q]) if q in moved else h[q - 1]
-        root = a[1]
+            return moved[q] if q in moved else h[q - 1]
         if n == target:
-            return np.float32(root)
+            return np.float32(a[1])
         tmp = a[n]
         a[n] = None
         n -= 1
         remaining -= 1
         i, j = 1, 2
-        if tmp is None:  # a minimum: sifts down along the larger non-minimum children
-            mtmp = moved.pop(n + 1) if (n + 1) in moved else float(h[n])
+        if tmp is None:  # a minimum: sifts down along the larger big children
+            mtmp = moved.pop(n + 1) if (n + 1) in moved else h[n]
             while j <= n:
                 vj = a[j]
                 if j < n:
@@ -383,7 +479,7 @@ def _heapsort_select(data: F32, pos: int) -> np.float32:
     root = a[1]
     if root is not None:
         return np.float32(root)
-    return np.float32(moved[1]) if 1 in moved else h[0]
+    return moved[1] if 1 in moved else h[0]
 
 
 def _select(arr: F32, pos: int) -> np.float32:

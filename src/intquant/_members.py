@@ -82,7 +82,7 @@ def fill_from_kwargs(obj: Any, klass: type, **kwargs: Any) -> tuple[Any, dict[st
 def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:
     """Set ``target.<name> = source.<name>`` for each name, all or nothing (arrays copied)."""
     values = [getattr(source, name) for name in names]
-    for name, value in zip(names, values):
+    for name, value in zip(names, values, strict=True):
         setattr(target, name, value.copy() if isinstance(value, numpy.ndarray) else value)
 
 
@@ -95,9 +95,7 @@ def same_value(first: Any, second: Any) -> bool:
 
 def same_members(first: Any, second: Any, names: tuple[str, ...]) -> bool:
     """Whether every named member is equal on both objects (a missing member counts as None)."""
-    return all(
-        same_value(getattr(first, name, None), getattr(second, name, None)) for name in names
-    )
+    return all(same_value(getattr(first, name, None), getattr(second, name, None)) for name in names)
 
 
 def has_members(obj: Any, names: tuple[str, ...]) -> bool:
@@ -108,9 +106,7 @@ def has_members(obj: Any, names: tuple[str, ...]) -> bool:
 def require_keys(metadata: Any, names: tuple[str, ...], owner: str) -> dict[str, Any]:
     """Check that serialized ``metadata`` is a dict holding exactly the ``names`` expected."""
     if not isinstance(metadata, dict):
-        raise SerializationError(
-            f"{owner}.load_dict expects a dict; got {type(metadata).__name__}."
-        )
+        raise SerializationError(f"{owner}.load_dict expects a dict; got {type(metadata).__name__}.")
     missing = [name for name in names if name not in metadata]
     unknown = [name for name in metadata if name not in names]
     if missing or unknown:

@@ -23,7 +23,7 @@ _FLOAT16_LIMIT = 65000.0  # numpy 1.x: |v| < 65000 fits float16 (finite or not)
 _FLOAT32_LIMIT = 3.4e38  # numpy 1.x: |v| < 3.4e38 fits float32
 
 
-def as_numpy_operand(value: Any) -> numpy.ndarray | numpy.generic:
+def as_numpy_operand(value: Any) -> Any:
     """Return ``value`` as a numpy array or numpy scalar, typed as numpy 1.24 types it.
 
     Python ``bool``, ``int`` and ``float`` become ``numpy.bool_``, ``numpy.int64`` and
@@ -42,34 +42,30 @@ def as_numpy_operand(value: Any) -> numpy.ndarray | numpy.generic:
     return numpy.asarray(value)
 
 
-def _min_scalar_type(value: numpy.generic | numpy.ndarray) -> numpy.dtype[Any]:
+def _min_scalar_type(value: Any) -> numpy.dtype[Any]:
     """numpy 1.24's ``min_scalar_type``: the smallest dtype of the scalar's kind holding it."""
-    dtype = value.dtype
-    if dtype.kind == "b":
-        return dtype
+    dtype: numpy.dtype[Any] = value.dtype
     if dtype.kind in "iu":
-        number = int(value)
-        kinds = ("u", "u", "u", "u") if number >= 0 else ("i", "i", "i", "i")
-        for kind, bits in zip(kinds, (8, 16, 32, 64)):
-            info = numpy.iinfo(numpy.dtype(f"{kind}{bits // 8}"))
-            if info.min <= number <= info.max:
-                return numpy.dtype(f"{kind}{bits // 8}")
+        integer = int(value)
+        kind = "u" if integer >= 0 else "i"
+        for size in (1, 2, 4, 8):
+            candidate = numpy.dtype(f"{kind}{size}")
+            if numpy.iinfo(candidate).min <= integer <= numpy.iinfo(candidate).max:
+                return candidate
         return dtype
     if dtype.kind == "f":
         number = float(value)
         if not math.isfinite(number) or -_FLOAT16_LIMIT < number < _FLOAT16_LIMIT:
-            smallest = numpy.dtype(numpy.float16)
+            smallest: numpy.dtype[Any] = numpy.dtype(numpy.float16)
         elif -_FLOAT32_LIMIT < number < _FLOAT32_LIMIT:
             smallest = numpy.dtype(numpy.float32)
         else:
             smallest = numpy.dtype(numpy.float64)
         return smallest if smallest.itemsize <= dtype.itemsize else dtype
-    return dtype
+    return dtype  # bool (and anything else) is already as small as it gets
 
 
-def legacy_result_type(
-    first: numpy.ndarray | numpy.generic, second: numpy.ndarray | numpy.generic
-) -> numpy.dtype[Any]:
+def legacy_result_type(first: Any, second: Any) -> numpy.dtype[Any]:
     """Dtype numpy 1.24 gives a binary ufunc of ``first`` and ``second``.
 
     Both operands must already be numpy arrays or scalars (see :func:`as_numpy_operand`); a

@@ -73,7 +73,9 @@ def _bit_list(text: str) -> tuple[int, ...]:
     try:
         bits = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers such as 2,4,8; got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers such as 2,4,8; got {text!r}"
+        ) from None
     if not bits or any(not 1 <= n <= 32 for n in bits):
         raise argparse.ArgumentTypeError(f"each bit width must be 1 to 32; got {text!r}")
     return bits
@@ -92,7 +94,8 @@ def _run_demo(arguments: argparse.Namespace) -> int:
         f"intquant demo: {values.size} {values.dtype} values of shape {values.shape} "
         f"in [{values.min():.4f}, {values.max():.4f}] (intquant/data/sample.npy)"
     )
-    print(f"options: {'signed' if signed else 'unsigned'}, {'symmetric' if arguments.symmetric else 'asymmetric'}")
+    kind = "symmetric" if arguments.symmetric else "asymmetric"
+    print(f"options: {'signed' if signed else 'unsigned'}, {kind}")
     print(f"{'bits':>4}  {'scale':>12}  {'zero_point':>10}  {'MSE':>11}  {'SQNR dB':>8}  {'max error':>10}")
     widest = None
     for n_bits in sorted(arguments.bits):

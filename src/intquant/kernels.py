@@ -41,7 +41,9 @@ __all__ = [
 #: Ranges narrower than this are treated as a single value.
 STABILITY_CONST = 10**-6
 
-_INT64_LIMIT = float(2**63)  # float64 values in [-2**63, 2**63) convert to int64 exactly
+# float64 values in [-2**63, 2**63) convert to int64 exactly; a numpy scalar, so that numpy 2
+# compares a float16 array with it in float64 rather than casting it to float16 (inf).
+_INT64_LIMIT = numpy.float64(2**63)
 _REAL_KINDS = "biuf"
 
 Scalar = Any  # a Python or numpy number; numpy's own stubs are too loose to say more
@@ -158,7 +160,8 @@ def choose_uniform_parameters(
     low = as_numpy_operand(rmin)
     offset = 2 ** (n_bits - 1) if is_signed else 0
     levels = 2**n_bits - 1
-    spread = high - low
+    with numpy.errstate(over="ignore"):  # an overflowing range is refused below, as not finite
+        spread = high - low
     if numpy.float64(spread) < STABILITY_CONST:
         if numpy.float64(numpy.abs(high)) < STABILITY_CONST:
             return numpy.float64(1.0), _to_int64(numpy.rint(-low), "zero point"), 0

@@ -26,7 +26,7 @@ def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
     >>> values = numpy.array([0.0, 0.25, 0.5, 1.0])
     >>> error = quantization_error(values, QuantizedArray(2, values).quantizer)
     >>> round(error["max_abs_error"], 4), round(error["sqnr_db"], 2)
-    (0.0833, 20.55)
+    (0.1667, 15.77)
     """
     reference = numpy.asarray(values, dtype=numpy.float64)
     restored = numpy.asarray(quantizer.dequant(quantizer.quant(values)), dtype=numpy.float64)

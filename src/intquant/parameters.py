@@ -32,9 +32,9 @@ class UniformQuantizationParameters(JSONSerializable):
     >>> from intquant import MinMaxQuantizationStats, QuantizationOptions
     >>> params = UniformQuantizationParameters()
     >>> params.compute_quantization_parameters(
-    ...     QuantizationOptions(8), MinMaxQuantizationStats(rmax=2.55, rmin=0.0))
+    ...     QuantizationOptions(2), MinMaxQuantizationStats(rmax=1.0, rmin=-0.5))
     >>> float(params.scale), int(params.zero_point), params.offset
-    (0.01, 0, 0)
+    (0.5, 1, 0)
     """
 
     scale: Optional[numpy.float64] = None
@@ -82,9 +82,7 @@ class UniformQuantizationParameters(JSONSerializable):
     def load_dict(metadata: dict[str, Any]) -> UniformQuantizationParameters:
         """Rebuild parameters from :meth:`dump_dict` output."""
         require_keys(metadata, PARAM_MEMBERS, "UniformQuantizationParameters")
-        return UniformQuantizationParameters(
-            metadata["scale"], metadata["zero_point"], metadata["offset"]
-        )
+        return UniformQuantizationParameters(metadata["scale"], metadata["zero_point"], metadata["offset"])
 
 
 def copy_params(source: Any) -> UniformQuantizationParameters:

@@ -136,7 +136,9 @@ class QuantizedArray(JSONSerializable):
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
     def __repr__(self) -> str:
-        return f"QuantizedArray(n_bits={self.n_bits!r}, qvalues={self.qvalues!r}, quantizer={self.quantizer!r})"
+        return (
+            f"QuantizedArray(n_bits={self.n_bits!r}, qvalues={self.qvalues!r}, quantizer={self.quantizer!r})"
+        )
 
     def quant(self) -> Any:
         """Quantize ``values`` into ``qvalues``; return the codes."""

@@ -223,7 +223,9 @@ class UniformQuantizer(JSONSerializable):
         """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults."""
         known = (*_ALL_MEMBERS, "no_clipping")
         if not isinstance(metadata, dict):
-            raise SerializationError(f"UniformQuantizer.load_dict expects a dict; got {type(metadata).__name__}.")
+            raise SerializationError(
+                f"UniformQuantizer.load_dict expects a dict; got {type(metadata).__name__}."
+            )
         unknown = [name for name in metadata if name not in known]
         if unknown:
             raise SerializationError(

@@ -1,0 +1,119 @@
+"""JSON serialization: exact text, round trips, and refusal of anything unexpected."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from intquant import QuantizedArray, UniformQuantizer, dump, dumps, load, loads
+from intquant.errors import SerializationError
+
+
+def test_numpy_scalars_and_arrays_are_tagged() -> None:
+    assert (
+        dumps(numpy.float32(0.5))
+        == '{"type_name": "numpy_float", "serialized_value": 0.5, "dtype": "float32"}'
+    )
+    assert (
+        dumps(numpy.int64(-2)) == '{"type_name": "numpy_integer", "serialized_value": -2, "dtype": "int64"}'
+    )
+    assert dumps(numpy.array([[1, 2]], dtype=numpy.uint8)) == (
+        '{"type_name": "numpy_array", "serialized_value": [[1, 2]], "dtype": "uint8"}'
+    )
+
+
+def test_python_values_tuples_and_sets() -> None:
+    assert dumps({"a": [1, 2.5, None, True, "x"]}) == '{"a": [1, 2.5, null, true, "x"]}'
+    assert dumps((1, 2)) == '{"type_name": "tuple", "serialized_value": [1, 2]}'
+    assert dumps({3, 1}) == '{"type_name": "set", "serialized_value": [1, 3]}'
+    assert loads(dumps((1, {2}))) == (1, {2})
+    assert dumps(float("nan")) == "NaN"
+
+
+def test_unsupported_values() -> None:
+    with pytest.raises(TypeError, match="cannot serialize a value of type object"):
+        dumps(object())
+    with pytest.raises(TypeError, match="cannot serialize an array of dtype complex128"):
+        dumps(numpy.array([1j]))
+
+
+def test_dump_and_load_files() -> None:
+    buffer = io.StringIO()
+    array = QuantizedArray(3, numpy.array([0.0, 1.0]))
+    dump(array, buffer)
+    buffer.seek(0)
+    assert load(buffer) == array
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("{not json", "not valid JSON text"),
+        ('{"type_name": "os.system", "serialized_value": "ls"}', "unknown type_name 'os.system'"),
+        (
+            '{"type_name": "numpy_array", "serialized_value": [1], "dtype": "object"}',
+            "dtype 'object' is not supported",
+        ),
+        (
+            '{"type_name": "numpy_array", "serialized_value": ["1"], "dtype": "float64"}',
+            "nested lists of numbers",
+        ),
+        (
+            '{"type_name": "numpy_array", "serialized_value": [[1], [2, 3]], "dtype": "float64"}',
+            "invalid numpy_array",
+        ),
+        ('{"type_name": "numpy_integer", "serialized_value": 1.5, "dtype": "int64"}', "needs an integer"),
+        ('{"type_name": "numpy_integer", "serialized_value": 1e400, "dtype": "int64"}', "needs an integer"),
+        ('{"type_name": "numpy_float", "serialized_value": "1", "dtype": "float64"}', "needs a number"),
+        ('{"type_name": "numpy_float", "serialized_value": 1}', "needs exactly the keys"),
+        (
+            '{"type_name": "QuantizationOptions", "serialized_value": {"n_bits": 3}}',
+            "missing: \\['is_signed'",
+        ),
+        ('{"type_name": "QuantizationOptions", "serialized_value": [1]}', "expects a dict"),
+        ('{"type_name": "set", "serialized_value": [[1]]}', "cannot rebuild a set"),
+        ('{"type_name": "tuple", "serialized_value": 3}', "needs a list"),
+        ("[" * 100 + "]" * 100, "nested deeper than 64 levels"),
+        ("[" * 100000 + "]" * 100000, "nested too deeply"),
+    ],
+)
+def test_bad_text_is_refused(text: str, message: str) -> None:
+    with pytest.raises(SerializationError, match=message):
+        loads(text)
+
+
+def test_invalid_members_in_text_are_refused_as_value_errors() -> None:
+    text = dumps(UniformQuantizer()).replace('"is_signed": false', '"is_signed": "yes"')
+    with pytest.raises(
+        ValueError, match="invalid serialized UniformQuantizer: 'is_signed' must be True or False"
+    ):
+        loads(text)
+
+
+def test_loads_needs_text() -> None:
+    with pytest.raises(TypeError, match="loads expects JSON text"):
+        loads(3)  # type: ignore[arg-type]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    values=hnp.arrays(
+        st.sampled_from([numpy.float16, numpy.float32, numpy.float64]),
+        hnp.array_shapes(max_dims=3, max_side=6),
+        elements=st.floats(-1e3, 1e3, allow_nan=False, width=16),
+    ),
+    n_bits=st.integers(2, 16),
+    signed=st.booleans(),
+)
+def test_round_trips_are_text_identical(values: numpy.ndarray, n_bits: int, signed: bool) -> None:
+    array = QuantizedArray(n_bits, values, is_signed=signed)
+    text = dumps(array)
+    assert dumps(loads(text)) == text
+    assert loads(text) == array
+    assert json.loads(text)["type_name"] == "QuantizedArray"
