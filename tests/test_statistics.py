@@ -68,6 +68,12 @@ def test_uniform_grid_check_needs_uvalues() -> None:
         MinMaxQuantizationStats().check_is_uniform_quantized(QuantizationOptions(3))
 
 
+def test_uniform_grid_check_needs_values() -> None:
+    stats = MinMaxQuantizationStats(rmax=1.0, rmin=0.0, uvalues=numpy.array([]))
+    with pytest.raises(ValueError, match="uvalues is empty"):
+        stats.check_is_uniform_quantized(QuantizationOptions(3))
+
+
 def test_equality_and_copies() -> None:
     stats = MinMaxQuantizationStats(rmax=2.0, rmin=-1.0, uvalues=numpy.array([-1.0, 2.0]))
     copy = stats.quant_stats

@@ -15,7 +15,7 @@ from intquant._members import (
     same_members,
 )
 from intquant._validation import check_calibration_values, check_n_bits
-from intquant.errors import MissingParameterError
+from intquant.errors import InvalidValueError, MissingParameterError
 from intquant.kernels import is_uniform_grid, minmax_statistics
 from intquant.serialization import JSONSerializable
 
@@ -126,4 +126,10 @@ def uniform_grid_check(uvalues: Any, options: Any) -> bool:
             "uvalues is None: compute the statistics with compute_quantization_stats(values) "
             "before checking whether they are uniformly quantized."
         )
-    return is_uniform_grid(numpy.asarray(uvalues), check_n_bits(options.n_bits))
+    values = numpy.asarray(uvalues)
+    if values.size == 0:
+        raise InvalidValueError(
+            "uvalues is empty, so there is no grid to check; compute the statistics from at "
+            "least one value with compute_quantization_stats(values)."
+        )
+    return is_uniform_grid(values, check_n_bits(options.n_bits))
