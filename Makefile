@@ -3,35 +3,44 @@ PYTHON ?= python3
 VENV := .venv
 OLDEST_VENV := .venv-oldest
 
-.PHONY: demo test test-oldest lint clean
+.PHONY: demo test test-oldest test-pure lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(VENV)/bin/python -m pip install --quiet -e ".[test]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast]"
 	touch $@
 
 # The oldest numpy intquant supports, the one Concrete ML 1.7 users are pinned to.
 $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test]"
+	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast]"
 	touch $@
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/intquant demo
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check src tests tools
-	$(VENV)/bin/ruff format --check src tests tools
+	$(VENV)/bin/ruff check src tests tools benchmarks
+	$(VENV)/bin/ruff format --check src tests tools benchmarks
 	$(VENV)/bin/mypy
 
 test: lint
 	$(VENV)/bin/python -m pytest -q
+	$(MAKE) --no-print-directory test-pure
+
+# The suite again without the compiled loops: the plain-numpy path alone must be exact too.
+test-pure: $(VENV)/.installed
+	INTQUANT_PURE_NUMPY=1 $(VENV)/bin/python -m pytest -q
 
 test-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.24'), numpy.__version__"
 	$(OLDEST_VENV)/bin/python -m pytest -q
+
+# Speed against the reference's formulas and a numpy copy, N = 1e3 to 1e8 (a few minutes).
+bench: $(VENV)/.installed
+	$(VENV)/bin/python benchmarks/bench.py
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) build src/*.egg-info

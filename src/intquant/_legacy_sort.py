@@ -18,7 +18,9 @@ from typing import Any
 
 import numpy
 
-__all__ = ["reference_unique"]
+from intquant import _compiled
+
+__all__ = ["element_at_sorted_position", "reference_unique", "set_zero_sign"]
 
 _SMALL_PARTITION = 15  # numpy 1.24 quicksort: ranges with pr - pl <= 15 are insertion-sorted
 
@@ -31,26 +33,48 @@ def reference_unique(values: numpy.ndarray) -> numpy.ndarray:
     """
     flat = numpy.ravel(values)
     uniques = numpy.unique(flat)
-    if uniques.dtype.kind != "f":
-        return uniques
-    zero_slots = numpy.flatnonzero(uniques == 0)
-    if zero_slots.size == 0:
-        return uniques
-    zero_signs = numpy.signbit(flat[flat == 0])
-    if zero_signs.all() or not zero_signs.any():
-        negative = bool(zero_signs[0])
-    else:
-        position = int(numpy.count_nonzero(flat < 0))
-        negative = bool(numpy.signbit(_element_at_sorted_position(flat, position)))
-    uniques[zero_slots[0]] = -0.0 if negative else 0.0
+    if uniques.dtype.kind == "f":
+        zero_signs = numpy.signbit(flat[flat == 0])
+        negatives = int(numpy.count_nonzero(flat < 0)) if zero_signs.size else 0
+        set_zero_sign(uniques, flat, negatives, not zero_signs.all(), bool(zero_signs.any()))
     return uniques
 
 
-def _element_at_sorted_position(flat: numpy.ndarray, position: int) -> numpy.generic:
-    if flat.dtype == numpy.float32:
-        from intquant._avx512_sort import element_at_sorted_position
+def set_zero_sign(
+    uniques: numpy.ndarray,
+    sorted_input: numpy.ndarray,
+    negatives: int,
+    has_positive_zero: bool,
+    has_negative_zero: bool,
+    scratch: bool = False,
+) -> None:
+    """Give the zero of sorted ``uniques`` (if any) the sign numpy 1.24's ``unique`` keeps.
 
-        return element_at_sorted_position(flat, position)
+    ``sorted_input`` is the flat array ``unique`` sorted and ``negatives`` the number of its
+    values below 0, which is where the first zero lands; with ``scratch`` it may be overwritten.
+    """
+    slots = numpy.flatnonzero(uniques == 0)
+    if slots.size == 0:
+        return
+    negative = has_negative_zero
+    if has_positive_zero and has_negative_zero:
+        element = element_at_sorted_position(sorted_input, negatives, scratch)
+        negative = bool(numpy.signbit(element))
+    uniques[slots[0]] = -0.0 if negative else 0.0
+
+
+def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool = False) -> Any:
+    """The element numpy 1.24's ``flat.sort()`` puts at ``position`` (float, no NaN).
+
+    ``flat`` is left unchanged unless ``scratch`` says it may be overwritten.
+    """
+    if flat.dtype == numpy.float32:
+        from intquant._avx512_sort import element_at_sorted_position as avx512_element_at
+
+        return avx512_element_at(flat, position)
+    if _compiled.worthwhile(flat.size):
+        work = flat.astype(numpy.float32 if flat.dtype == numpy.float16 else flat.dtype, copy=not scratch)
+        return flat.dtype.type(_compiled.introsort_element_at(work, position))
     return _introsort_element_at(flat, position)
 
 

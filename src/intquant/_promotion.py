@@ -9,6 +9,7 @@ numpy versions run the same loop and give the same bits.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -74,16 +75,21 @@ def legacy_result_type(first: Any, second: Any) -> numpy.dtype[Any]:
     part through the smallest dtype that holds its value; otherwise dtypes promote as usual.
     """
     first_is_scalar = numpy.ndim(first) == 0
-    second_is_scalar = numpy.ndim(second) == 0
-    if first_is_scalar == second_is_scalar:
+    if first_is_scalar == (numpy.ndim(second) == 0):
         return numpy.promote_types(first.dtype, second.dtype)
     array, scalar = (second, first) if first_is_scalar else (first, second)
-    if _KIND_RANK[scalar.dtype.kind] > _KIND_RANK[array.dtype.kind]:
-        return numpy.promote_types(array.dtype, scalar.dtype)
-    smallest = _min_scalar_type(scalar)
-    if array.dtype.kind == "i" and smallest.kind == "u":
+    return _array_scalar_type(array.dtype, scalar.dtype, scalar.item())
+
+
+@functools.lru_cache(maxsize=1024)
+def _array_scalar_type(array: numpy.dtype[Any], scalar: numpy.dtype[Any], value: Any) -> numpy.dtype[Any]:
+    """:func:`legacy_result_type` of an array and a scalar (cached: scales and zero points recur)."""
+    if _KIND_RANK[scalar.kind] > _KIND_RANK[array.kind]:
+        return numpy.promote_types(array, scalar)
+    smallest = _min_scalar_type(numpy.asarray(value, dtype=scalar))
+    if array.kind == "i" and smallest.kind == "u":
         # numpy 1.x: a non-negative integer that fits the signed type of its size stays signed
         signed = numpy.dtype(f"i{smallest.itemsize}")
-        if int(scalar) <= numpy.iinfo(signed).max:
+        if int(value) <= numpy.iinfo(signed).max:
             smallest = signed
-    return numpy.promote_types(array.dtype, smallest)
+    return numpy.promote_types(array, smallest)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy
@@ -107,6 +108,13 @@ def check_range(stats: Any) -> tuple[Any, Any]:
 
 def check_scale(scale: Any) -> None:
     """Refuse a quantization scale that is zero or not finite."""
+    if isinstance(scale, (float, numpy.floating)):  # the usual case, checked quickly
+        if math.isfinite(scale) and scale != 0:
+            return
+        raise InvalidValueError(
+            f"cannot quantize with scale={scale!r}: the scale must be finite and non-zero. "
+            f"Compute it with compute_quantization_parameters(options, stats)."
+        )
     operand = as_real_array(scale, "scale")
     if not numpy.all(numpy.isfinite(operand)) or numpy.any(operand == 0):
         raise InvalidValueError(

@@ -17,11 +17,13 @@ Rounding is half-to-even everywhere. Every step runs in the dtype numpy 1.24 cho
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Any, TypeGuard
 
 import numpy
 
-from intquant._legacy_sort import reference_unique
+from intquant import _compiled
+from intquant._legacy_sort import reference_unique, set_zero_sign
 from intquant._promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import InvalidTypeError, InvalidValueError
 
@@ -45,6 +47,7 @@ STABILITY_CONST = 10**-6
 # compares a float16 array with it in float64 rather than casting it to float16 (inf).
 _INT64_LIMIT = numpy.float64(2**63)
 _REAL_KINDS = "biuf"
+_COMPILED_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 Scalar = Any  # a Python or numpy number; numpy's own stubs are too loose to say more
 
@@ -80,12 +83,46 @@ def round_to_cents(values: numpy.ndarray) -> numpy.ndarray:
 
 
 def minmax_statistics(values: numpy.ndarray) -> tuple[Scalar, Scalar, numpy.ndarray]:
-    """Return ``(rmin, rmax, uvalues)`` of finite, non-empty real ``values``.
+    """Return ``(rmin, rmax, uvalues)`` of non-empty real ``values``.
 
     ``rmin``/``rmax`` are numpy scalars of the values' dtype; ``uvalues`` holds the sorted unique
     values rounded to 2 decimals, in the same dtype.
+
+    Raises
+    ------
+    InvalidValueError
+        If a value is NaN or infinite (then ``rmin`` or ``rmax`` is).
     """
-    return numpy.min(values), numpy.max(values), reference_unique(round_to_cents(values))
+    rmin, rmax = numpy.min(values), numpy.max(values)
+    if not (numpy.isfinite(rmin) and numpy.isfinite(rmax)):
+        bad = "NaN" if numpy.isnan(rmin) or numpy.isnan(rmax) else "an infinity"
+        raise InvalidValueError(
+            f"cannot calibrate on values containing {bad} (shape {values.shape}, dtype "
+            f"{values.dtype}): the range would not be finite. Remove or replace non-finite "
+            f"values first, e.g. with numpy.nan_to_num."
+        )
+    return rmin, rmax, _unique_cents(values, rmin, rmax)
+
+
+def _unique_cents(values: numpy.ndarray, rmin: Scalar, rmax: Scalar) -> numpy.ndarray:
+    """``unique(round_to_cents(values))`` as numpy 1.24 gives it; compiled for large arrays."""
+    if values.dtype not in _COMPILED_FLOATS or values.size < _compiled.MIN_SIZE or not _compiled.enabled():
+        return reference_unique(round_to_cents(values))  # the bitmap pays off on large arrays
+    hundred = values.dtype.type(100)
+    with numpy.errstate(over="ignore"):
+        key_low, key_high = numpy.rint(rmin * hundred), numpy.rint(rmax * hundred)
+    if not (numpy.isfinite(key_low) and numpy.isfinite(key_high)) or key_high - key_low > 4 * values.size:
+        return reference_unique(round_to_cents(values))  # too many possible keys for a bitmap
+    keys, negatives, positive_zero, negative_zero = _compiled.unique_cents(
+        values, int(key_low), int(key_high)
+    )
+    # Distinct keys can round to one float (rint(x*100)/100 in float32, say): unique again.
+    uniques = numpy.unique(keys.astype(values.dtype) / hundred)
+    if positive_zero and negative_zero:  # which zero numpy 1.24 keeps depends on its sort
+        set_zero_sign(uniques, _compiled.round_cents(values), negatives, True, True, scratch=True)
+    else:
+        set_zero_sign(uniques, values[:0], negatives, positive_zero, negative_zero)
+    return uniques
 
 
 def smallest_step(uvalues: numpy.ndarray) -> Scalar:
@@ -221,7 +258,8 @@ def quantize(
 
     The division runs in numpy 1.24's dtype for ``values / scale`` (float16/float32 arrays keep
     their precision unless the scalar does not fit it) and the addition in its dtype for
-    ``quotient + zero_point``. A 0-d input gives a ``numpy.int64`` scalar.
+    ``quotient + zero_point``. A 0-d input gives a ``numpy.int64`` scalar. Large float32/float64
+    arrays go through a compiled one-pass loop (see ``_compiled``) with identical results.
 
     Raises
     ------
@@ -230,25 +268,98 @@ def quantize(
     """
     scale_operand = as_numpy_operand(scale)
     zero_point_operand = as_numpy_operand(zero_point)
+    scalars = isinstance(scale_operand, numpy.generic) and isinstance(zero_point_operand, numpy.generic)
+    if scalars and _compilable(values):
+        plan = _compiled_quantize_plan(values.dtype, scale_operand, zero_point_operand)
+        if plan is not None:
+            codes, status = _compiled.quantize_floats(values, *plan, bounds)
+            if status == _compiled.NAN_FOUND:
+                raise _nan_error(values)
+            if status == _compiled.BEYOND_INT64:
+                raise _beyond_int64_error(scale, zero_point)
+            return codes
+    if scalars and isinstance(values, numpy.ndarray) and values.ndim:  # the usual case
+        codes = _rounded_codes(values, *_plain_plan(values.dtype, scale_operand, zero_point_operand))
+        return _codes_to_int64(codes, bounds, values, scale, zero_point)
     with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
         quotient = _apply(numpy.true_divide, values, scale_operand)
-        shifted = _apply(numpy.add, quotient, zero_point_operand)
-        codes = numpy.rint(shifted)
-        if numpy.isnan(codes).any():
-            raise InvalidValueError(
-                f"cannot quantize NaN: no integer stands for it (values of shape "
-                f"{numpy.shape(values)}, dtype {values.dtype}). Remove or replace NaN first, "
-                f"e.g. with numpy.nan_to_num."
-            )
-        if bounds is not None:
-            codes = _clip_exact(codes, *bounds)
-        elif ((codes >= _INT64_LIMIT) | (codes < -_INT64_LIMIT)).any():
-            raise InvalidValueError(
-                f"without clipping, the codes of these values reach {numpy.max(numpy.abs(codes))}, "
-                f"beyond int64 (or infinite): no integer stands for them. Enable clipping "
-                f"(no_clipping=False) or check scale={scale!r} and zero_point={zero_point!r}."
-            )
+        codes = numpy.rint(_apply(numpy.add, quotient, zero_point_operand))
+        return _codes_to_int64(codes, bounds, values, scale, zero_point)
+
+
+@functools.lru_cache(maxsize=256)
+def _plain_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any]:
+    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` arrays in."""
+    division = legacy_result_type(numpy.empty(1, dtype), scale)
+    addition = legacy_result_type(numpy.empty(1, division), zero_point)
+    return division.type(scale), addition.type(zero_point)
+
+
+def _rounded_codes(values: numpy.ndarray, scale: Any, zero_point: Any) -> numpy.ndarray:
+    """``rint(values / scale + zero_point)`` for an array, ``scale`` and ``zero_point`` already
+    in the dtypes of the division and the addition; one temporary."""
+    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        codes = numpy.true_divide(values.astype(scale.dtype, copy=False), scale)
+        if zero_point.dtype != codes.dtype:
+            codes = codes.astype(zero_point.dtype)
+        numpy.add(codes, zero_point, out=codes)
+        return numpy.rint(codes, out=codes)
+
+
+def _codes_to_int64(
+    codes: Any, bounds: tuple[int, int] | None, values: Any, scale: Any, zero_point: Any
+) -> Any:
+    """Rounded float ``codes`` clipped to ``bounds`` (if any) and converted to int64.
+
+    Raises for NaN codes, and without clipping for codes int64 cannot hold.
+    """
+    if codes.size == 0:
         return codes.astype(numpy.int64)
+    lowest = numpy.minimum.reduce(codes, axis=None)  # NaN propagates: one reduction finds it
+    if numpy.isnan(lowest):
+        raise _nan_error(values)
+    if bounds is not None:
+        dtype, low, high = _clip_range(codes.dtype, *bounds)
+        codes = numpy.minimum(numpy.maximum(numpy.asarray(codes, dtype=dtype), low), high)
+    elif numpy.maximum.reduce(codes, axis=None) >= _INT64_LIMIT or lowest < -_INT64_LIMIT:
+        raise _beyond_int64_error(scale, zero_point)
+    return codes.astype(numpy.int64)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_quantize_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any] | None:
+    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values in,
+    when the compiled loop can run them (the division in the values' own dtype, the addition in
+    float32 or float64); else None. Cached: a quantizer's scale and zero point recur."""
+    plan = _plain_plan(dtype, scale, zero_point)
+    if plan[0].dtype != dtype or plan[1].dtype not in _COMPILED_FLOATS:
+        return None
+    return plan
+
+
+def _compilable(values: Any) -> TypeGuard[numpy.ndarray]:
+    """Whether ``values`` are a float32/float64 array the compiled loops should take."""
+    return (
+        isinstance(values, numpy.ndarray)
+        and values.dtype in _COMPILED_FLOATS
+        and _compiled.worthwhile(values.size)
+    )
+
+
+def _nan_error(values: Any) -> InvalidValueError:
+    return InvalidValueError(
+        f"cannot quantize NaN: no integer stands for it (values of shape {numpy.shape(values)}, "
+        f"dtype {values.dtype}). Remove or replace NaN first, e.g. with numpy.nan_to_num; a NaN "
+        f"also arises when the scale underflows to 0 in the values' precision."
+    )
+
+
+def _beyond_int64_error(scale: Any, zero_point: Any) -> InvalidValueError:
+    return InvalidValueError(
+        f"without clipping, some codes are infinite or beyond int64: no integer stands for "
+        f"them. Enable clipping (no_clipping=False) or check scale={scale!r} and "
+        f"zero_point={zero_point!r}."
+    )
 
 
 def _apply(ufunc: numpy.ufunc, first: Any, second: Any) -> Any:
@@ -257,21 +368,35 @@ def _apply(ufunc: numpy.ufunc, first: Any, second: Any) -> Any:
     return ufunc(numpy.asarray(first, dtype=dtype), numpy.asarray(second, dtype=dtype))
 
 
-def _clip_exact(codes: Any, low: int, high: int) -> Any:
-    """Clip integer-valued floats to integer bounds, in a dtype that holds both bounds exactly."""
-    dtype = codes.dtype
+@functools.lru_cache(maxsize=256)
+def _clip_range(dtype: numpy.dtype[Any], low: int, high: int) -> tuple[numpy.dtype[Any], Any, Any]:
+    """Dtype and bounds to clip integer-valued ``dtype`` codes to ``[low, high]`` exactly.
+
+    The codes' own dtype when it holds both bounds exactly, else float64 (which holds the codes
+    exactly too).
+    """
     with numpy.errstate(over="ignore"):
         exact = float(dtype.type(low)) == low and float(dtype.type(high)) == high
     if not exact:
         dtype = numpy.dtype(numpy.float64)
-        codes = numpy.asarray(codes, dtype=dtype)
-    return numpy.clip(codes, dtype.type(low), dtype.type(high))
+    return dtype, dtype.type(low), dtype.type(high)
 
 
 def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Scalar, zero_point: Scalar) -> Any:
     """Return ``scale * (qvalues - float64(zero_point))``, in numpy 1.24's dtypes.
 
     Integer codes give float64; float16/float32 codes keep their precision, as in the reference.
+    Large integer arrays go through a compiled one-pass loop with identical results.
     """
+    if (
+        isinstance(qvalues, numpy.ndarray)
+        and qvalues.dtype.kind in "iu"
+        and isinstance(scale, (float, numpy.floating))
+        and numpy.ndim(zero_point) == 0
+        and _compiled.worthwhile(qvalues.size)
+    ):
+        # Integer codes minus a float64 scalar run in float64, and so does any float scale times
+        # a float64 array (numpy 1.24 rules), so everything is float64.
+        return _compiled.dequantize_codes(qvalues, numpy.float64(scale), numpy.float64(zero_point))
     centered = _apply(numpy.subtract, qvalues, numpy.asarray(zero_point, dtype=numpy.float64)[()])
     return _apply(numpy.multiply, as_numpy_operand(scale), centered)

@@ -191,11 +191,15 @@ class UniformQuantizer(JSONSerializable):
         return dequantize(as_real_array(qvalues, "quantized values"), scale, zero_point)
 
     def _require_parameters(self, need_offset: bool = True) -> tuple[Any, Any, Any]:
-        missing = [
-            name
-            for name in PARAM_MEMBERS
-            if getattr(self, name) is None and (need_offset or name != "offset")
-        ]
+        if (
+            self.scale is not None
+            and self.zero_point is not None
+            and (self.offset is not None or not need_offset)
+        ):
+            return self.scale, self.zero_point, self.offset
+        missing = [name for name in PARAM_MEMBERS if getattr(self, name) is None]
+        if not need_offset:
+            missing = [name for name in missing if name != "offset"]
         if missing:
             raise MissingParameterError(
                 f"the quantizer has no {', '.join(missing)} yet; call "

@@ -1,0 +1,151 @@
+"""intquant against the reference's formulas in plain numpy, side by side in one process.
+
+For N from 1e3 to 1e8 float64 values (normal, so both signed zeros occur after rounding), prints
+the time of the reference and of intquant for ``quant``, ``dequant`` and ``QuantizedArray(7, x)``,
+their ratio, and each time against a numpy copy of the input; then the peak extra memory of
+``quant`` against its output, and times for small arrays. Usage:
+``python benchmarks/bench.py [--max-n 1e8] [--budget SECONDS]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+import tracemalloc
+from collections.abc import Callable
+from typing import Any
+
+import numpy
+import reference_formulas as reference
+
+import intquant
+from intquant import _compiled
+
+
+def best_time(function: Callable[[], Any], budget: float) -> float:
+    """The fastest of repeated runs (at least 3, and as many as fit in ``budget`` seconds)."""
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < 3 or (time.perf_counter() - started < budget and len(times) < 1000):
+        begin = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - begin)
+    return min(times)
+
+
+def peak_extra_bytes(function: Callable[[], Any]) -> tuple[int, int]:
+    """Peak bytes allocated while ``function`` runs, and the size of its result."""
+    tracemalloc.start()
+    result = function()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, int(numpy.asarray(result).nbytes)
+
+
+def calibrated(values: numpy.ndarray) -> intquant.UniformQuantizer:
+    """A 7-bit quantizer calibrated on ``values``."""
+    return intquant.QuantizedArray(7, values).quantizer
+
+
+def large_rows(n: int, rng: numpy.random.Generator, budget: float) -> None:
+    """Print the three operations on ``n`` float64 values."""
+    values = rng.normal(size=n)
+    copy_time = best_time(values.copy, budget)
+    quantizer = calibrated(values)
+    scale, zero_point = quantizer.scale, quantizer.zero_point
+    codes = quantizer.quant(values)
+    rows: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        (
+            "quant",
+            lambda: reference.quant(values, scale, zero_point, 0, 127),
+            lambda: quantizer.quant(values),
+        ),
+        ("dequant", lambda: reference.dequant(codes, scale, zero_point), lambda: quantizer.dequant(codes)),
+        (
+            "QuantizedArray",
+            lambda: reference.quantized_array(7, values),
+            lambda: intquant.QuantizedArray(7, values),
+        ),
+    ]
+    for name, reference_call, intquant_call in rows:
+        reference_time = best_time(reference_call, budget)
+        intquant_time = best_time(intquant_call, budget)
+        print(
+            f"{n:>9.0e} {name:<15} {reference_time * 1e3:>10.3f} {intquant_time * 1e3:>10.3f} "
+            f"{reference_time / intquant_time:>7.2f} {reference_time / copy_time:>10.2f} "
+            f"{intquant_time / copy_time:>9.2f}"
+        )
+
+
+def small_rows(n: int, rng: numpy.random.Generator) -> None:
+    """Print quant and dequant on ``n`` float64 values, in microseconds."""
+    values = rng.normal(size=n)
+    quantizer = calibrated(values)
+    scale, zero_point = quantizer.scale, quantizer.zero_point
+    codes = quantizer.quant(values)
+    rows: list[tuple[str, Callable[[], Any], Callable[[], Any]]] = [
+        (
+            "quant",
+            lambda: reference.quant(values, scale, zero_point, 0, 127),
+            lambda: quantizer.quant(values),
+        ),
+        ("dequant", lambda: reference.dequant(codes, scale, zero_point), lambda: quantizer.dequant(codes)),
+    ]
+    for name, reference_call, intquant_call in rows:
+        reference_time = best_time(reference_call, 0.3)
+        intquant_time = best_time(intquant_call, 0.3)
+        print(
+            f"{n:>6} {name:<8} {reference_time * 1e6:>10.2f} {intquant_time * 1e6:>10.2f} "
+            f"{reference_time / intquant_time:>7.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--max-n", type=float, default=1e8)
+    parser.add_argument("--budget", type=float, default=1.0, help="seconds per measurement")
+    arguments = parser.parse_args()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"numpy {numpy.__version__}, intquant {intquant.__version__}, compiled loops: "
+        f"{'yes (numba)' if _compiled.enabled() else 'no'}"
+    )
+    rng = numpy.random.default_rng(0)
+
+    print("\nsmall arrays before numba is loaded (plain-numpy path), times in µs")
+    print(f"{'N':>6} {'op':<8} {'reference':>10} {'intquant':>10} {'x ref':>7}")
+    for n in (1, 10, 100, 1000):
+        small_rows(n, rng)
+
+    calibrated(rng.normal(size=_compiled.MIN_SIZE * 2)).dequant(numpy.zeros(4, dtype=numpy.int64))
+    print("\ntimes in ms; 'x ref' = reference time / intquant time; 'x copy' = time / numpy copy time")
+    print(
+        f"{'N':>9} {'op':<15} {'reference':>10} {'intquant':>10} {'x ref':>7} {'ref x copy':>10} "
+        f"{'iq x copy':>9}"
+    )
+    n = 1000
+    while n <= arguments.max_n:
+        large_rows(n, rng, arguments.budget)
+        n *= 10
+
+    values = rng.normal(size=10_000_000)
+    quantizer = calibrated(values)
+    peak, output = peak_extra_bytes(lambda: quantizer.quant(values))
+    reference_peak, _ = peak_extra_bytes(
+        lambda: reference.quant(values, quantizer.scale, quantizer.zero_point, 0, 127)
+    )
+    print(
+        f"\npeak memory of quant on 1e7 float64: intquant {peak / output:.2f}x its output, "
+        f"reference {reference_peak / output:.2f}x"
+    )
+
+    print("\nsmall arrays once numba is loaded, times in µs")
+    print(f"{'N':>6} {'op':<8} {'reference':>10} {'intquant':>10} {'x ref':>7}")
+    for n in (1, 10, 100, 1000):
+        small_rows(n, rng)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""numba loops behind :mod:`intquant._compiled`; importing this module imports numba.
+
+Module-level functions, so that numba can cache their machine code on disk.
+"""
+# mypy: ignore-errors
+
+from __future__ import annotations
+
+import numba
+import numpy
+
+from intquant._compiled import BEYOND_INT64, NAN_FOUND
+
+_INT64_LIMIT = 2.0**63  # float64 codes in [-2**63, 2**63) convert to int64 exactly
+
+jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+
+
+# Streaming loops: a serial loop over [start, stop), run on `parts` slices in parallel (one per
+# thread; the caller passes numba.get_num_threads(), which a cached function cannot call).
+@jit
+def quantize_range(values, scale, zero_point, low, high, clip, codes, start, stop):
+    # values and scale share the division's dtype; zero_point has the addition's dtype.
+    # Branch-free so that it vectorizes.
+    nan_seen = False
+    beyond = False
+    for index in range(start, stop):
+        code = numpy.float64(numpy.rint(values[index] / scale + zero_point))
+        nan_seen |= code != code
+        if clip:
+            code = min(max(code, low), high)
+        else:
+            beyond |= not (-_INT64_LIMIT <= code < _INT64_LIMIT)
+        codes[index] = numpy.int64(code)
+    return NAN_FOUND if nan_seen else (BEYOND_INT64 if beyond else 0)
+
+
+@parallel_jit
+def quantize_loop(values, scale, zero_point, low, high, clip, codes, parts):
+    statuses = numpy.zeros(parts, dtype=numpy.int64)
+    for part in numba.prange(parts):
+        start, stop = part * values.size // parts, (part + 1) * values.size // parts
+        statuses[part] = quantize_range(values, scale, zero_point, low, high, clip, codes, start, stop)
+    return statuses.max()  # NAN_FOUND outranks BEYOND_INT64, as on the plain path
+
+
+@jit
+def dequantize_range(codes, scale, zero_point, values, start, stop):
+    for index in range(start, stop):
+        values[index] = scale * (numpy.float64(codes[index]) - zero_point)
+
+
+@parallel_jit
+def dequantize_loop(codes, scale, zero_point, values, parts):
+    for part in numba.prange(parts):
+        start, stop = part * codes.size // parts, (part + 1) * codes.size // parts
+        dequantize_range(codes, scale, zero_point, values, start, stop)
+
+
+@jit
+def cents_range(values, hundred, key_low, seen, start, stop):
+    # Marks each key rint(x*100) - key_low, counts the rounded values rint(x*100)/100 below
+    # 0 and notes which signed zeros they hold.
+    negatives = 0
+    positive_zero = False
+    negative_zero = False
+    for index in range(start, stop):
+        key = numpy.rint(values[index] * hundred)
+        seen[numpy.int64(key) - key_low] = True
+        cents = key / hundred
+        negatives += cents < 0
+        if cents == 0:
+            if numpy.signbit(cents):
+                negative_zero = True
+            else:
+                positive_zero = True
+    return negatives, positive_zero, negative_zero
+
+
+@parallel_jit
+def cents_loop(values, hundred, key_low, seen):
+    parts = seen.shape[0]  # one row of marks per slice
+    negatives = numpy.zeros(parts, dtype=numpy.int64)
+    zeros = numpy.zeros((parts, 2), dtype=numpy.bool_)
+    for part in numba.prange(parts):
+        start, stop = part * values.size // parts, (part + 1) * values.size // parts
+        count, positive, negative = cents_range(values, hundred, key_low, seen[part], start, stop)
+        negatives[part] = count
+        zeros[part, 0] = positive
+        zeros[part, 1] = negative
+    return negatives.sum(), zeros[:, 0].any(), zeros[:, 1].any()
+
+
+@jit
+def round_range(values, hundred, rounded, start, stop):
+    for index in range(start, stop):
+        rounded[index] = numpy.rint(values[index] * hundred) / hundred
+
+
+@parallel_jit
+def round_loop(values, hundred, rounded, parts):
+    for part in numba.prange(parts):
+        start, stop = part * values.size // parts, (part + 1) * values.size // parts
+        round_range(values, hundred, rounded, start, stop)
+
+
+@jit
+def heapsort_range(work, low, high):
+    # numpy 1.24's heapsort_ (1-based indices from base = low - 1); not stable.
+    base = low - 1
+    size = high - low + 1
+    start = size >> 1
+    while start > 0:
+        item = work[base + start]
+        i = start
+        j = start * 2
+        while j <= size:
+            if j < size and work[base + j] < work[base + j + 1]:
+                j += 1
+            if item < work[base + j]:
+                work[base + i] = work[base + j]
+                i = j
+                j += j
+            else:
+                break
+        work[base + i] = item
+        start -= 1
+    end = size
+    while end > 1:
+        item = work[base + end]
+        work[base + end] = work[base + 1]
+        end -= 1
+        i = 1
+        j = 2
+        while j <= end:
+            if j < end and work[base + j] < work[base + j + 1]:
+                j += 1
+            if item < work[base + j]:
+                work[base + i] = work[base + j]
+                i = j
+                j += j
+            else:
+                break
+        work[base + i] = item
+
+
+@jit
+def hoare_partition(work, low, high, left_stops, right_stops):
+    # numpy 1.24's median-of-three Hoare partition of work[low:high+1]; returns where the
+    # pivot lands. The scan from the left stops on values >= pivot, the scan from the right
+    # on values <= pivot, and the k-th stops of the two sides swap while they have not
+    # crossed. Stops are found a block at a time without data-dependent branches (as in
+    # BlockQuicksort); the last stretch, where the scans meet, runs the scalar loop.
+    middle = low + ((high - low) >> 1)
+    if work[middle] < work[low]:
+        work[middle], work[low] = work[low], work[middle]
+    if work[high] < work[middle]:
+        work[high], work[middle] = work[middle], work[high]
+    if work[middle] < work[low]:
+        work[middle], work[low] = work[low], work[middle]
+    pivot = work[middle]
+    work[middle], work[high - 1] = work[high - 1], work[middle]
+    block = left_stops.size
+    left = low  # the last left stop swapped (low: none yet)
+    right = high - 1  # the last right stop swapped
+    next_left = low + 1  # the unscanned stretch is [next_left, next_right]
+    next_right = high - 2
+    left_count = left_start = right_count = right_start = 0
+    while True:
+        if left_count == 0:
+            if next_right - next_left + 1 < block:
+                break
+            left_start = 0
+            for offset in range(block):
+                left_stops[left_count] = next_left + offset
+                left_count += not (work[next_left + offset] < pivot)
+            next_left += block
+        if right_count == 0:
+            if next_right - next_left + 1 < block:
+                break
+            right_start = 0
+            for offset in range(block):
+                right_stops[right_count] = next_right - offset
+                right_count += not (pivot < work[next_right - offset])
+            next_right -= block
+        pairs = min(left_count, right_count)
+        for pair in range(pairs):
+            first = left_stops[left_start + pair]
+            second = right_stops[right_start + pair]
+            work[first], work[second] = work[second], work[first]
+        if pairs:
+            left = left_stops[left_start + pairs - 1]
+            right = right_stops[right_start + pairs - 1]
+        left_start += pairs
+        left_count -= pairs
+        right_start += pairs
+        right_count -= pairs
+    while True:  # numpy's scalar loop, from the state the blocks reached
+        left += 1
+        while work[left] < pivot:
+            left += 1
+        right -= 1
+        while pivot < work[right]:
+            right -= 1
+        if left >= right:
+            break
+        work[left], work[right] = work[right], work[left]
+    work[left], work[high - 1] = work[high - 1], work[left]
+    return left
+
+
+@jit
+def introsort_loop(work, position, left_stops, right_stops):
+    # Follows numpy 1.24's introsort (npysort/quicksort.cpp) only into the ranges that
+    # hold `position`; see intquant._legacy_sort for the rules. `work` is scratch.
+    low = 0
+    high = work.size - 1
+    depth = 0
+    count = work.size
+    while count > 1:
+        count >>= 1
+        depth += 1
+    depth *= 2
+    check_depth = True
+    while True:
+        if check_depth and depth < 0:
+            heapsort_range(work, low, high)
+            return work[position]
+        check_depth = False
+        if high - low <= 15:
+            for i in range(low + 1, high + 1):
+                item = work[i]
+                j = i
+                while j > low and item < work[j - 1]:
+                    work[j] = work[j - 1]
+                    j -= 1
+                work[j] = item
+            return work[position]
+        left = hoare_partition(work, low, high, left_stops, right_stops)
+        depth -= 1
+        if position == left:
+            return work[left]
+        left_is_smaller = left - low < high - left
+        goes_left = position < left
+        check_depth = goes_left != left_is_smaller
+        if goes_left:
+            high = left - 1
+        else:
+            low = left + 1
