@@ -8,6 +8,9 @@ supported dtype and layout.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +19,13 @@ import numpy
 import pytest
 
 import intquant
-from intquant import _compiled, quantizers
+from intquant import (
+    QuantizationOptions,
+    UniformQuantizationParameters,
+    UniformQuantizer,
+    _compiled,
+    quantizers,
+)
 from intquant.errors import InvalidValueError
 from intquant.kernels import dequantize, minmax_statistics, quantize
 from tests.golden import recipes
@@ -132,3 +141,30 @@ def test_the_golden_cases_on_the_compiled_path(compiled_everywhere: None) -> Non
         if not ok:
             failures.append(case["recipe"]["id"])
     assert failures == []
+
+
+def test_zero_d_arrays_and_scalars_match(compiled_everywhere: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    quantizer = UniformQuantizer(QuantizationOptions(4), None, UniformQuantizationParameters(0.05, 2, 0))
+    for values in (numpy.array(0.37), numpy.array(0.37, dtype=numpy.float32), numpy.float64(0.37), 0.37):
+        compiled, plain = _both(monkeypatch, lambda: quantizer.quant(values))  # noqa: B023
+        assert _bits(compiled) == _bits(plain)
+        assert type(compiled) is numpy.int64
+    codes = numpy.array(7)
+    compiled, plain = _both(monkeypatch, lambda: quantizer.dequant(codes))
+    assert _bits(compiled) == _bits(plain) and type(compiled) is numpy.float64
+
+
+def test_small_arrays_do_not_load_numba_on_their_own() -> None:
+    script = (
+        "import sys, numpy, intquant\n"
+        "from intquant import _compiled\n"
+        "intquant.QuantizedArray(4, numpy.linspace(-1, 1, 1000))\n"
+        "assert 'numba' not in sys.modules\n"
+        f"intquant.QuantizedArray(4, numpy.linspace(-1, 1, {_compiled.MIN_SIZE}))\n"
+        "assert 'numba' in sys.modules and _compiled.worthwhile(10)\n"
+    )
+    environment = {name: value for name, value in os.environ.items() if name != "INTQUANT_PURE_NUMPY"}
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False, env=environment
+    )
+    assert result.returncode == 0, result.stderr

@@ -6,6 +6,7 @@ members of all three sets (options, statistics, parameters) side by side.
 
 from __future__ import annotations
 
+import functools
 import typing
 from typing import Any
 
@@ -56,7 +57,7 @@ def fill_from_kwargs(obj: Any, klass: type, **kwargs: Any) -> tuple[Any, dict[st
     >>> params.scale, rest
     (0.5, {'other': 1})
     """
-    members = list(typing.get_type_hints(klass))
+    members = class_members(klass)
     updates = {name: kwargs.pop(name) for name in members if name in kwargs}
     if updates and obj is None:
         try:
@@ -77,6 +78,12 @@ def fill_from_kwargs(obj: Any, klass: type, **kwargs: Any) -> tuple[Any, dict[st
         for name, value in updates.items():
             setattr(obj, name, value)
     return obj, kwargs
+
+
+@functools.lru_cache(maxsize=64)
+def class_members(klass: type) -> tuple[str, ...]:
+    """The annotated attributes of ``klass``, in declaration order (``typing.get_type_hints``)."""
+    return tuple(typing.get_type_hints(klass))
 
 
 def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:

@@ -390,13 +390,17 @@ def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Scalar, zero_point
     """
     if (
         isinstance(qvalues, numpy.ndarray)
+        and qvalues.ndim
         and qvalues.dtype.kind in "iu"
         and isinstance(scale, (float, numpy.floating))
-        and numpy.ndim(zero_point) == 0
-        and _compiled.worthwhile(qvalues.size)
+        and isinstance(zero_point, (int, float, numpy.integer, numpy.floating))
     ):
         # Integer codes minus a float64 scalar run in float64, and so does any float scale times
-        # a float64 array (numpy 1.24 rules), so everything is float64.
-        return _compiled.dequantize_codes(qvalues, numpy.float64(scale), numpy.float64(zero_point))
+        # a float64 array (numpy 1.24 rules, and numpy 2's): everything is float64.
+        scale, zero_point = numpy.float64(scale), numpy.float64(zero_point)
+        if _compiled.worthwhile(qvalues.size):
+            return _compiled.dequantize_codes(qvalues, scale, zero_point)
+        values = numpy.subtract(qvalues, zero_point)
+        return numpy.multiply(values, scale, out=values)
     centered = _apply(numpy.subtract, qvalues, numpy.asarray(zero_point, dtype=numpy.float64)[()])
     return _apply(numpy.multiply, as_numpy_operand(scale), centered)
