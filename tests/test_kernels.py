@@ -151,6 +151,14 @@ def test_codes_beyond_int64_without_clipping() -> None:
         quantize(numpy.array([numpy.inf]), 1.0, 0, None)
 
 
+def test_a_scale_that_underflows_in_float16_is_refused() -> None:
+    # numpy 1.24 divides float16 values by the scale cast to float16: 2e-8 becomes 0, and 0/0 is
+    # NaN, which the reference turns into the code -2**63. intquant refuses instead.
+    values = numpy.array([1e-5, 0.0], dtype=numpy.float16)
+    with pytest.raises(InvalidValueError, match="a NaN also arises when the scale underflows"):
+        quantize(values, numpy.float64(1e-5 / 511), numpy.int64(0), (0, 511))
+
+
 def test_infinite_values_clip() -> None:
     assert quantize(numpy.array([-numpy.inf, numpy.inf]), 1.0, 0, (0, 3)).tolist() == [0, 3]
 

@@ -7,7 +7,7 @@ import json
 
 import numpy
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -112,6 +112,10 @@ def test_loads_needs_text() -> None:
     signed=st.booleans(),
 )
 def test_round_trips_are_text_identical(values: numpy.ndarray, n_bits: int, signed: bool) -> None:
+    spread = float(values.max()) - float(values.min())
+    # A tiny float16 range gives a scale that underflows to 0 in float16, where the reference
+    # divides 0 by 0 and intquant refuses (tested in test_kernels); not a round-trip case.
+    assume(spread == 0 or spread >= 1e-3)
     array = QuantizedArray(n_bits, values, is_signed=signed)
     text = dumps(array)
     assert dumps(loads(text)) == text
