@@ -42,7 +42,7 @@ def test_statistics_are_required() -> None:
 
 
 def test_statistics_must_be_finite() -> None:
-    with pytest.raises(ValueError, match="'rmax' must be a finite number; got inf"):
+    with pytest.raises(ValueError, match="'rmax' must be a finite number \\(or array of them\\); got inf"):
         _computed(QuantizationOptions(4), MinMaxQuantizationStats(rmax=float("inf"), rmin=0.0))
 
 

@@ -94,9 +94,12 @@ def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:
 
 
 def same_value(first: Any, second: Any) -> bool:
-    """Equality of two member values; arrays compare as arrays."""
+    """Equality of two member values; arrays compare as arrays, lists (per-block ``uvalues``)
+    item by item."""
     if isinstance(first, numpy.ndarray) or isinstance(second, numpy.ndarray):
         return bool(numpy.array_equal(first, second))
+    if isinstance(first, list) and isinstance(second, list):
+        return len(first) == len(second) and all(map(same_value, first, second))
     return bool(first == second)
 
 
@@ -110,12 +113,15 @@ def has_members(obj: Any, names: tuple[str, ...]) -> bool:
     return all(getattr(obj, name, _MISSING) is not _MISSING for name in names)
 
 
-def require_keys(metadata: Any, names: tuple[str, ...], owner: str) -> dict[str, Any]:
-    """Check that serialized ``metadata`` is a dict holding exactly the ``names`` expected."""
+def require_keys(
+    metadata: Any, names: tuple[str, ...], owner: str, optional: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Check that serialized ``metadata`` is a dict holding the ``names`` expected, and no keys
+    but those and the ``optional`` ones."""
     if not isinstance(metadata, dict):
         raise SerializationError(f"{owner}.load_dict expects a dict; got {type(metadata).__name__}.")
     missing = [name for name in names if name not in metadata]
-    unknown = [name for name in metadata if name not in names]
+    unknown = [name for name in metadata if name not in names and name not in optional]
     if missing or unknown:
         raise SerializationError(
             f"{owner}.load_dict expects the keys {', '.join(names)}; "

@@ -69,7 +69,8 @@ def check_options(options: Any) -> int:
 
 
 def check_calibration_values(values: Any) -> numpy.ndarray:
-    """Return calibration values as a non-empty, finite, real numpy array."""
+    """Return calibration values as a non-empty, real numpy array (finiteness is checked by
+    the statistics kernel, which sees it in ``rmin``/``rmax`` without another pass)."""
     array = numpy.asarray(as_real_array(values, "calibration values"))
     if array.size == 0:
         raise InvalidValueError(
@@ -81,18 +82,12 @@ def check_calibration_values(values: Any) -> numpy.ndarray:
             "calibration values must be integers or floats; got a bool array of shape "
             f"{array.shape}. Convert it with values.astype(numpy.float64)."
         )
-    if array.dtype.kind == "f" and not numpy.isfinite(array).all():
-        bad = "NaN" if numpy.isnan(array).any() else "an infinity"
-        raise InvalidValueError(
-            f"cannot calibrate on values containing {bad} (shape {array.shape}, dtype "
-            f"{array.dtype}): the range would not be finite. Remove or replace non-finite "
-            f"values first, e.g. with numpy.nan_to_num."
-        )
     return array
 
 
 def check_range(stats: Any) -> tuple[Any, Any]:
-    """Return ``(rmin, rmax)`` of a statistics object after checking they are finite numbers."""
+    """Return ``(rmin, rmax)`` of a statistics object after checking they are finite numbers
+    (or, for per-axis / per-block statistics, finite arrays of one shape)."""
     rmin, rmax = stats.rmin, stats.rmax
     if rmin is None or rmax is None:
         raise MissingParameterError(
@@ -101,8 +96,12 @@ def check_range(stats: Any) -> tuple[Any, Any]:
         )
     for name, bound in (("rmin", rmin), ("rmax", rmax)):
         operand = as_real_array(bound, name)
-        if numpy.ndim(operand) != 0 or not numpy.isfinite(operand):
-            raise InvalidValueError(f"'{name}' must be a finite number; got {bound!r}.")
+        if numpy.size(operand) == 0 or not numpy.all(numpy.isfinite(operand)):
+            raise InvalidValueError(f"'{name}' must be a finite number (or array of them); got {bound!r}.")
+    if numpy.shape(rmin) != numpy.shape(rmax):
+        raise InvalidValueError(
+            f"'rmin' and 'rmax' must have one shape; got {numpy.shape(rmin)} and {numpy.shape(rmax)}."
+        )
     return rmin, rmax
 
 

@@ -28,12 +28,18 @@ from intquant._promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
+    "CODE_DTYPES",
+    "ROUNDERS",
     "STABILITY_CONST",
+    "adjust_parameters_to_power_of_two",
+    "convert_codes",
+    "range_including_zero",
     "as_real_array",
     "choose_uniform_parameters",
     "dequantize",
     "integer_bounds",
     "is_uniform_grid",
+    "merge_uniques",
     "minmax_statistics",
     "quantize",
     "round_to_cents",
@@ -123,6 +129,21 @@ def _unique_cents(values: numpy.ndarray, rmin: Scalar, rmax: Scalar) -> numpy.nd
     else:
         set_zero_sign(uniques, values[:0], negatives, positive_zero, negative_zero)
     return uniques
+
+
+def merge_uniques(first: numpy.ndarray, second: numpy.ndarray) -> numpy.ndarray:
+    """Sorted unique values of two sorted unique arrays of one dtype.
+
+    Equal to ``unique`` of the concatenated data, except for the sign of a zero when the data
+    hold both ``-0.0`` and ``0.0``: numpy 1.24 would keep the one its sort of all the data left
+    first, which a merge of summaries cannot know; the zero of ``first`` is kept.
+    """
+    merged = numpy.unique(numpy.concatenate([first, second]))
+    slots = numpy.flatnonzero(merged == 0)
+    if slots.size:
+        source = first if (first == 0).any() else second
+        merged[slots[0]] = source[source == 0][0]
+    return merged
 
 
 def smallest_step(uvalues: numpy.ndarray) -> Scalar:
@@ -224,6 +245,28 @@ def choose_uniform_parameters(
     return scale, _to_int64(numpy.round(numerator / spread), "zero point"), offset
 
 
+def adjust_parameters_to_power_of_two(
+    scale: Scalar, zero_point: Scalar, offset: int, rmin: Scalar, *, recompute_zero_point: bool
+) -> tuple[Scalar, Scalar]:
+    """Round a positive ``scale`` up to ``2**ceil(log2(scale))``.
+
+    With ``recompute_zero_point`` (asymmetric, non-QAT ranges) the zero point becomes
+    ``round(-offset - rmin / scale)``: ``rmin`` still maps to the lowest code.
+    """
+    if not scale > 0:
+        return scale, zero_point
+    power = numpy.float64(2.0) ** numpy.ceil(numpy.log2(numpy.float64(scale)))
+    if recompute_zero_point:
+        zero_point = _to_int64(numpy.round(-offset - numpy.float64(rmin) / power), "zero point")
+    return power, zero_point
+
+
+def range_including_zero(rmin: Scalar, rmax: Scalar) -> tuple[Scalar, Scalar]:
+    """``(min(rmin, 0), max(rmax, 0))`` in the statistics' own types."""
+    low, high = as_numpy_operand(rmin), as_numpy_operand(rmax)
+    return numpy.minimum(low, low.dtype.type(0)), numpy.maximum(high, high.dtype.type(0))
+
+
 def _finite_scale(scale: Scalar) -> Scalar:
     if not numpy.all(numpy.isfinite(scale)):
         raise InvalidValueError(
@@ -253,8 +296,13 @@ def quantize(
     scale: Scalar,
     zero_point: Scalar,
     bounds: tuple[int, int] | None,
+    rounding: str = "half_even",
+    rng: numpy.random.Generator | None = None,
 ) -> Any:
-    """Return ``clip(rint(values / scale + zero_point), *bounds)`` as int64 (no clip if None).
+    """Return ``clip(round(values / scale + zero_point), *bounds)`` as int64 (no clip if None).
+
+    ``round`` is ``rint`` (half to even, the seed's) unless ``rounding`` names another mode of
+    :data:`ROUNDERS`; ``rng`` draws the noise of ``"stochastic"`` rounding.
 
     The division runs in numpy 1.24's dtype for ``values / scale`` (float16/float32 arrays keep
     their precision unless the scalar does not fit it) and the addition in its dtype for
@@ -269,6 +317,11 @@ def quantize(
     scale_operand = as_numpy_operand(scale)
     zero_point_operand = as_numpy_operand(zero_point)
     scalars = isinstance(scale_operand, numpy.generic) and isinstance(zero_point_operand, numpy.generic)
+    if rounding != "half_even":
+        with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            shifted = _apply(numpy.add, _apply(numpy.true_divide, values, scale_operand), zero_point_operand)
+            codes = ROUNDERS[rounding](shifted, rng if rng is not None else numpy.random.default_rng())
+        return _codes_to_int64(codes, bounds, values, scale, zero_point)
     if scalars and _compilable(values):
         plan = _compiled_quantize_plan(values.dtype, scale_operand, zero_point_operand)
         if plan is not None:
@@ -285,6 +338,22 @@ def quantize(
         quotient = _apply(numpy.true_divide, values, scale_operand)
         codes = numpy.rint(_apply(numpy.add, quotient, zero_point_operand))
         return _codes_to_int64(codes, bounds, values, scale, zero_point)
+
+
+def _stochastic(shifted: Any, rng: numpy.random.Generator) -> Any:
+    """``floor(x + u)``, ``u ~ U[0, 1)`` drawn in float64: rounds up with probability frac(x)."""
+    return numpy.floor(numpy.asarray(shifted, dtype=numpy.float64) + rng.random(numpy.shape(shifted)))
+
+
+#: Rounding modes: each maps ``values / scale + zero_point`` (and a random generator) to
+#: integer-valued floats, in the dtype of the computation.
+ROUNDERS: dict[str, Any] = {
+    "half_even": lambda shifted, rng: numpy.rint(shifted),
+    "half_up": lambda shifted, rng: numpy.floor(shifted + numpy.asarray(shifted).dtype.type(0.5)),
+    "floor": lambda shifted, rng: numpy.floor(shifted),
+    "ceil": lambda shifted, rng: numpy.ceil(shifted),
+    "stochastic": _stochastic,
+}
 
 
 @functools.lru_cache(maxsize=256)
@@ -380,6 +449,50 @@ def _clip_range(dtype: numpy.dtype[Any], low: int, high: int) -> tuple[numpy.dty
     if not exact:
         dtype = numpy.dtype(numpy.float64)
     return dtype, dtype.type(low), dtype.type(high)
+
+
+#: Output dtypes of ``quant`` besides the seed's int64 (and ``"smallest"``).
+CODE_DTYPES = tuple(numpy.dtype(name) for name in ("int64", "int32", "float32", "float64"))
+_SMALLEST_CANDIDATES = tuple(
+    numpy.dtype(name) for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
+)
+
+
+def convert_codes(codes: Any, dtype: Any, bounds: tuple[int, int] | None) -> Any:
+    """int64 ``codes`` as ``dtype``: int64, int32, float32, float64, or ``"smallest"``, the
+    smallest integer dtype holding the clipping range (or, without clipping, the codes).
+
+    Raises
+    ------
+    InvalidValueError
+        If a code cannot be represented exactly in ``dtype``.
+    """
+    if dtype is None:
+        return codes
+    low, high = bounds if bounds is not None else (int(numpy.min(codes)), int(numpy.max(codes)))
+    if isinstance(dtype, str) and dtype == "smallest":
+        target = next(
+            candidate
+            for candidate in _SMALLEST_CANDIDATES
+            if numpy.iinfo(candidate).min <= low and high <= numpy.iinfo(candidate).max
+        )
+    else:
+        target = numpy.dtype(dtype)
+        if target not in CODE_DTYPES:
+            raise InvalidTypeError(
+                f"quant can return codes as int64, int32, float32, float64 or 'smallest'; got {dtype!r}."
+            )
+    if target.kind == "f":  # integers up to 2**(mantissa bits + 1) are exact
+        limit = 2 ** (numpy.finfo(target.type).nmant + 1)  # type: ignore[type-var]
+        fits = -limit <= low and high <= limit
+    else:
+        fits = numpy.iinfo(target).min <= low and high <= numpy.iinfo(target).max
+    if not fits:
+        raise InvalidValueError(
+            f"codes in [{low}, {high}] are not all exactly representable as {target}; use a wider "
+            f"dtype (int64 holds every code)."
+        )
+    return numpy.asarray(codes).astype(target)[()] if numpy.ndim(codes) == 0 else codes.astype(target)
 
 
 def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Scalar, zero_point: Scalar) -> Any:

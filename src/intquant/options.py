@@ -13,6 +13,7 @@ from intquant._members import (
     same_members,
 )
 from intquant._validation import check_flag, check_n_bits, check_option_combination
+from intquant.extensions import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
 from intquant.serialization import JSONSerializable
 
 __all__ = ["QuantizationOptions", "options_equivalent"]
@@ -32,6 +33,10 @@ class QuantizationOptions(JSONSerializable):
         Bits per code, 1 to 32.
     is_signed, is_symmetric, is_qat : bool
         See above. ``is_symmetric`` needs ``is_signed``; ``is_qat`` excludes ``is_symmetric``.
+    **extra_options
+        Keyword-only options beyond the seed, described in :mod:`intquant.extensions`:
+        ``rounding``, ``seed``, ``axis``, ``block_size``, ``zero_in_range``,
+        ``power_of_two_scale``.
 
     Raises
     ------
@@ -54,8 +59,21 @@ class QuantizationOptions(JSONSerializable):
     is_narrow: bool = False
     is_precomputed_qat: bool = False
 
+    # Extra options (see intquant.extensions); not annotated, so fill_from_kwargs ignores them.
+    rounding = "half_even"
+    seed = None
+    axis = None
+    block_size = None
+    zero_in_range = False
+    power_of_two_scale = False
+
     def __init__(
-        self, n_bits: int, is_signed: bool = False, is_symmetric: bool = False, is_qat: bool = False
+        self,
+        n_bits: int,
+        is_signed: bool = False,
+        is_symmetric: bool = False,
+        is_qat: bool = False,
+        **extra_options: Any,
     ) -> None:
         check_n_bits(n_bits)
         flags = {
@@ -63,15 +81,18 @@ class QuantizationOptions(JSONSerializable):
             for name, value in (("is_signed", is_signed), ("is_symmetric", is_symmetric), ("is_qat", is_qat))
         }
         check_option_combination(**flags)
+        extras = check_extra_options(**extra_options)
         self.n_bits = n_bits
         self.is_signed = flags["is_signed"]
         self.is_symmetric = flags["is_symmetric"]
         self.is_qat = flags["is_qat"]
+        for name, value in extras.items():
+            setattr(self, name, value)
 
     def __eq__(self, other: object) -> bool:
         if not has_members(other, OPTION_MEMBERS):
             return NotImplemented
-        return same_members(self, other, OPTION_MEMBERS)
+        return same_members(self, other, OPTION_MEMBERS) and extra_dump(self) == extra_dump(other)
 
     __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
 
@@ -79,8 +100,9 @@ class QuantizationOptions(JSONSerializable):
         return members_repr(self, OPTION_MEMBERS)
 
     def copy_opts(self, opts: Any) -> None:
-        """Copy the six option members from ``opts``."""
+        """Copy the six option members (and the extra options) from ``opts``."""
         copy_members(self, opts, OPTION_MEMBERS)
+        copy_extra_options(self, opts)
 
     @property
     def quant_options(self) -> QuantizationOptions:
@@ -92,15 +114,16 @@ class QuantizationOptions(JSONSerializable):
         return options_equivalent(self, opts, ignore_sign_qat)
 
     def dump_dict(self) -> dict[str, Any]:
-        """The six members, in order."""
-        return {name: getattr(self, name) for name in OPTION_MEMBERS}
+        """The six members, in order, then the extra options that differ from their defaults."""
+        return {**{name: getattr(self, name) for name in OPTION_MEMBERS}, **extra_dump(self)}
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> QuantizationOptions:
-        """Rebuild options from :meth:`dump_dict` output (all six keys required)."""
-        require_keys(metadata, OPTION_MEMBERS, "QuantizationOptions")
+        """Rebuild options from :meth:`dump_dict` output (all six seed keys required)."""
+        require_keys(metadata, OPTION_MEMBERS, "QuantizationOptions", optional=tuple(EXTRA_OPTIONS))
+        extras = {name: metadata[name] for name in EXTRA_OPTIONS if name in metadata}
         options = QuantizationOptions(
-            metadata["n_bits"], metadata["is_signed"], metadata["is_symmetric"], metadata["is_qat"]
+            metadata["n_bits"], metadata["is_signed"], metadata["is_symmetric"], metadata["is_qat"], **extras
         )
         options.is_narrow = check_flag("is_narrow", metadata["is_narrow"])
         options.is_precomputed_qat = check_flag("is_precomputed_qat", metadata["is_precomputed_qat"])

@@ -14,8 +14,15 @@ from intquant._members import (
     require_keys,
     same_members,
 )
+from intquant._promotion import as_numpy_operand
 from intquant._validation import check_options, check_range
-from intquant.kernels import choose_uniform_parameters
+from intquant.granularity import grouped_parameters
+from intquant.kernels import (
+    STABILITY_CONST,
+    adjust_parameters_to_power_of_two,
+    choose_uniform_parameters,
+    range_including_zero,
+)
 from intquant.serialization import JSONSerializable
 
 __all__ = ["UniformQuantizationParameters", "compute_parameters"]
@@ -92,10 +99,14 @@ def copy_params(source: Any) -> UniformQuantizationParameters:
     return params
 
 
-def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any, Any, int]:
+def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any, Any, Any]:
     """Validated :func:`intquant.kernels.choose_uniform_parameters` for options and statistics.
 
-    ``scale`` is a scale set before the call; asymmetric, non-QAT quantization keeps it.
+    ``scale`` is a scale set before the call; asymmetric, non-QAT quantization keeps it. Per-axis
+    or per-block statistics (arrays ``rmin``/``rmax``, a list of ``uvalues``) give arrays of
+    parameters, each block's computed exactly as for a tensor of its own. A calibration object
+    (``intquant.calibration``) supplies its clipping range for these options. The extra options
+    ``zero_in_range`` and ``power_of_two_scale`` adjust the range and the scale.
 
     Raises
     ------
@@ -107,16 +118,38 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
         When the parameters would not be finite.
     """
     n_bits = check_options(options)
-    rmin, rmax = check_range(stats)
-    uvalues = None if stats.uvalues is None else numpy.asarray(stats.uvalues)
-    return choose_uniform_parameters(
-        rmin,
-        rmax,
-        n_bits,
-        is_signed=bool(options.is_signed),
-        is_symmetric=bool(options.is_symmetric),
-        is_qat=bool(options.is_qat),
-        is_precomputed_qat=bool(options.is_precomputed_qat),
-        uvalues=uvalues,
-        scale=scale,
-    )
+    if hasattr(stats, "range_for"):
+        rmin, rmax = stats.range_for(options)
+        uvalues: Any = None
+    else:
+        rmin, rmax = check_range(stats)
+        uvalues = stats.uvalues
+    zero_in_range = bool(getattr(options, "zero_in_range", False))
+    power_of_two = bool(getattr(options, "power_of_two_scale", False))
+
+    def choose(low: Any, high: Any, block_uvalues: Any) -> tuple[Any, Any, int]:
+        if zero_in_range:
+            low, high = range_including_zero(low, high)
+        result = choose_uniform_parameters(
+            low,
+            high,
+            n_bits,
+            is_signed=bool(options.is_signed),
+            is_symmetric=bool(options.is_symmetric),
+            is_qat=bool(options.is_qat),
+            is_precomputed_qat=bool(options.is_precomputed_qat),
+            uvalues=None if block_uvalues is None else numpy.asarray(block_uvalues),
+            scale=scale if numpy.ndim(scale) == 0 else None,
+        )
+        if not power_of_two:
+            return result
+        single_value = numpy.float64(as_numpy_operand(high) - as_numpy_operand(low)) < STABILITY_CONST
+        recompute = not (single_value or options.is_symmetric or options.is_qat)
+        power, zero_point = adjust_parameters_to_power_of_two(
+            result[0], result[1], result[2], low, recompute_zero_point=recompute
+        )
+        return power, zero_point, result[2]
+
+    if isinstance(rmin, numpy.ndarray) and rmin.ndim:
+        return grouped_parameters(rmin, rmax, uvalues, choose)
+    return choose(rmin, rmax, uvalues)

@@ -10,6 +10,7 @@ import numpy
 from intquant._members import fill_from_kwargs, require_keys, same_value
 from intquant._validation import check_n_bits
 from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
+from intquant.extensions import EXTRA_OPTIONS, check_extra_options
 from intquant.options import QuantizationOptions
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantizer import UniformQuantizer
@@ -36,7 +37,10 @@ class QuantizedArray(JSONSerializable):
         Parameter sets; the statistics and parameters are computed from the values when absent.
     **kwargs
         Any member of the three sets (``is_signed=True``, ``scale=0.1``, ...); a set named in
-        the keywords must be given completely.
+        the keywords must be given completely. Also the extra options of
+        :mod:`intquant.extensions` (``rounding=``, ``axis=``, ``block_size=``, ...). ``stats`` may
+        be a calibration object of :mod:`intquant.calibration`; if it has seen no data yet, it
+        is calibrated on ``values``.
 
     Raises
     ------
@@ -73,9 +77,12 @@ class QuantizedArray(JSONSerializable):
         **kwargs: Any,
     ) -> None:
         check_n_bits(n_bits)
+        extras = check_extra_options(**{name: kwargs.pop(name) for name in EXTRA_OPTIONS if name in kwargs})
         # Work on copies: filling from keywords must not change the caller's objects.
         options = copy.deepcopy(options) if options is not None else QuantizationOptions(n_bits)
         options.n_bits = n_bits
+        for name, value in extras.items():
+            setattr(options, name, value)
         options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
         stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
         params, kwargs = fill_from_kwargs(copy.deepcopy(params), UniformQuantizationParameters, **kwargs)
@@ -86,6 +93,9 @@ class QuantizedArray(JSONSerializable):
                 f"UniformQuantizationParameters."
             )
         self.n_bits = n_bits
+        empty_calibration = stats is not None and bool(getattr(stats, "is_empty", lambda: False)())
+        if empty_calibration and values is not None and value_is_float:
+            stats.compute_quantization_stats(values)  # our copy: calibrate it on these values
         self.quantizer = UniformQuantizer(options, stats, params)
         self.values = None
         self.qvalues = None

@@ -15,11 +15,13 @@ from intquant._members import (
     same_members,
 )
 from intquant._validation import check_calibration_values, check_n_bits
-from intquant.errors import InvalidValueError, MissingParameterError
-from intquant.kernels import is_uniform_grid, minmax_statistics
+from intquant.errors import InvalidTypeError, InvalidValueError, MissingParameterError
+from intquant.extensions import check_extra_options
+from intquant.granularity import block_extent, grouped_statistics
+from intquant.kernels import is_uniform_grid, merge_uniques, minmax_statistics
 from intquant.serialization import JSONSerializable
 
-__all__ = ["MinMaxQuantizationStats", "calibrate", "uniform_grid_check"]
+__all__ = ["MinMaxQuantizationStats", "calibrate", "merge_statistics", "uniform_grid_check"]
 
 
 class MinMaxQuantizationStats(JSONSerializable):
@@ -68,9 +70,42 @@ class MinMaxQuantizationStats(JSONSerializable):
     def __repr__(self) -> str:
         return members_repr(self, STATS_MEMBERS)
 
-    def compute_quantization_stats(self, values: numpy.ndarray) -> None:
-        """Compute the statistics of ``values`` (see :func:`calibrate`)."""
-        self.rmin, self.rmax, self.uvalues = calibrate(values)
+    def compute_quantization_stats(
+        self, values: numpy.ndarray, *, axis: int | None = None, block_size: tuple[int, ...] | None = None
+    ) -> None:
+        """Compute the statistics of ``values`` (see :func:`calibrate`), per tensor by default."""
+        self.rmin, self.rmax, self.uvalues = calibrate(values, axis, block_size)
+
+    def update(
+        self, values: numpy.ndarray, *, axis: int | None = None, block_size: tuple[int, ...] | None = None
+    ) -> None:
+        """Fold a batch of values into the statistics (callable many times).
+
+        The result equals one :meth:`compute_quantization_stats` over all batches concatenated:
+        ``rmin``/``rmax`` exactly, ``uvalues`` exactly but for the sign of a zero when the data
+        hold both ``-0.0`` and ``0.0`` (see :func:`intquant.kernels.merge_uniques`). Memory is
+        bounded by the number of distinct rounded values. Batches must share one dtype (and, per
+        axis or block, one block grid).
+        """
+        batch = calibrate(values, axis, block_size)
+        if self.rmin is None and self.rmax is None:
+            self.rmin, self.rmax, self.uvalues = batch
+        else:
+            self.rmin, self.rmax, self.uvalues = merge_statistics((self.rmin, self.rmax, self.uvalues), batch)
+
+    def merge(self, other: Any) -> None:
+        """Fold another statistics object in, as if its data had been passed to :meth:`update`.
+
+        ``other`` is not changed.
+        """
+        if other.rmin is None and other.rmax is None:
+            return
+        if self.rmin is None and self.rmax is None:
+            self.copy_stats(other)
+            return
+        self.rmin, self.rmax, self.uvalues = merge_statistics(
+            (self.rmin, self.rmax, self.uvalues), (other.rmin, other.rmax, other.uvalues)
+        )
 
     def check_is_uniform_quantized(self, options: Any) -> bool:
         """Whether ``uvalues`` lie on a uniform grid of at most ``2**n_bits`` values."""
@@ -103,11 +138,15 @@ def copy_stats(source: Any) -> MinMaxQuantizationStats:
     return stats
 
 
-def calibrate(values: Any) -> tuple[Any, Any, numpy.ndarray]:
+def calibrate(
+    values: Any, axis: int | None = None, block_size: tuple[int, ...] | None = None
+) -> tuple[Any, Any, Any]:
     """Validated ``(rmin, rmax, uvalues)`` of calibration values.
 
     ``rmin = numpy.min(values)`` and ``rmax = numpy.max(values)`` are numpy scalars of the values'
-    dtype; ``uvalues = numpy.unique(numpy.round(values, 2))`` in the same dtype.
+    dtype; ``uvalues = numpy.unique(numpy.round(values, 2))`` in the same dtype. With ``axis`` or
+    ``block_size`` (see :mod:`intquant.granularity`), ``rmin``/``rmax`` are arrays over the block
+    grid and ``uvalues`` a list of each block's, every block computed as a tensor of its own.
 
     Raises
     ------
@@ -116,7 +155,38 @@ def calibrate(values: Any) -> tuple[Any, Any, numpy.ndarray]:
     TypeError
         For values that are not integers or floats.
     """
-    return minmax_statistics(check_calibration_values(values))
+    array = check_calibration_values(values)
+    if axis is None and block_size is None:
+        return minmax_statistics(array)
+    checked = check_extra_options(axis=axis, block_size=block_size)
+    return grouped_statistics(array, block_extent(array.shape, axis, checked["block_size"]))
+
+
+def merge_statistics(first: tuple[Any, Any, Any], second: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:
+    """``(rmin, rmax, uvalues)`` of two summaries of data with one dtype (and block grid).
+
+    ``rmin = min``, ``rmax = max`` (elementwise per block); ``uvalues`` merged with
+    :func:`intquant.kernels.merge_uniques` (None when either side has none).
+    """
+    (low, high, uniques), (other_low, other_high, other_uniques) = first, second
+    dtypes = numpy.asarray(low).dtype, numpy.asarray(other_low).dtype
+    shapes = numpy.shape(low), numpy.shape(other_low)
+    if dtypes[0] != dtypes[1] or shapes[0] != shapes[1]:
+        raise InvalidTypeError(
+            f"cannot merge statistics of {dtypes[1]} values with block grid {shapes[1]} into "
+            f"statistics of {dtypes[0]} values with block grid {shapes[0]}; cast every batch to "
+            f"one dtype and use one granularity."
+        )
+    merged_low, merged_high = numpy.minimum(low, other_low), numpy.maximum(high, other_high)
+    if uniques is None or other_uniques is None:
+        return merged_low, merged_high, None
+    if isinstance(uniques, list):
+        return (
+            merged_low,
+            merged_high,
+            [merge_uniques(a, b) for a, b in zip(uniques, other_uniques, strict=True)],
+        )
+    return merged_low, merged_high, merge_uniques(uniques, other_uniques)
 
 
 def uniform_grid_check(uvalues: Any, options: Any) -> bool:
