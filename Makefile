@@ -2,12 +2,16 @@
 PYTHON ?= python3
 VENV := .venv
 OLDEST_VENV := .venv-oldest
+# Tests compare per-channel scales with PyTorch's observers. This pinned CPU build is the one on
+# this machine's disk; an unpinned torch would pull a multi-gigabyte GPU build.
+TORCH := torch==2.13.0
 
 .PHONY: demo test test-oldest test-pure lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet $(TORCH)
 	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast]"
 	touch $@
 
@@ -15,6 +19,7 @@ $(VENV)/.installed: pyproject.toml
 $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(OLDEST_VENV)/bin/python -m pip install --quiet $(TORCH)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast]"
 	touch $@
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from intquant import MinMaxQuantizationStats, QuantizationOptions
 from intquant.errors import MissingParameterError
@@ -82,3 +85,83 @@ def test_equality_and_copies() -> None:
     assert stats.uvalues[0] == -1.0
     assert stats != MinMaxQuantizationStats(rmax=2.0, rmin=-1.0, uvalues=numpy.array([-1.0]))
     assert MinMaxQuantizationStats.load_dict(stats.dump_dict()) == stats
+
+
+# -- streaming: update and merge
+def _one_pass(*batches: numpy.ndarray) -> MinMaxQuantizationStats:
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(numpy.concatenate(batches))
+    return stats
+
+
+def _bits(stats: MinMaxQuantizationStats) -> tuple[bytes, bytes, bytes, str]:
+    return (
+        numpy.asarray(stats.rmin).tobytes(),
+        numpy.asarray(stats.rmax).tobytes(),
+        numpy.asarray(stats.uvalues).tobytes(),
+        numpy.asarray(stats.rmin).dtype.str,
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    batches=st.lists(
+        hnp.arrays(numpy.float64, st.integers(1, 30), elements=st.floats(-50, 50, allow_nan=False)),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_updates_equal_one_pass(batches: list[numpy.ndarray]) -> None:
+    rounded = numpy.round(numpy.concatenate(batches), 2)
+    signs = numpy.signbit(rounded[rounded == 0])
+    assume(signs.all() or not signs.any())  # both signed zeros: see the next test
+    streamed = MinMaxQuantizationStats()
+    for batch in batches:
+        streamed.update(batch)
+    assert _bits(streamed) == _bits(_one_pass(*batches))
+    assert type(streamed.rmin) is type(_one_pass(*batches).rmin)
+    merged = MinMaxQuantizationStats()
+    for batch in batches:
+        part = MinMaxQuantizationStats()
+        part.compute_quantization_stats(batch)
+        merged.merge(part)
+    assert _bits(merged) == _bits(streamed)
+
+
+def test_with_both_signed_zeros_the_first_batchs_zero_is_kept() -> None:
+    # One pass keeps the zero numpy 1.24's sort of all the data leaves first, which summaries
+    # cannot know; a merge keeps the first batch's zero (documented).
+    stats = MinMaxQuantizationStats()
+    stats.update(numpy.array([-0.001, 1.0]))
+    stats.update(numpy.array([0.001, 2.0]))
+    assert stats.uvalues.tolist() == [0.0, 1.0, 2.0] and numpy.signbit(stats.uvalues[0])
+
+
+def test_merge_leaves_the_other_unchanged_and_accepts_empty_ones() -> None:
+    first, second = MinMaxQuantizationStats(), MinMaxQuantizationStats()
+    first.compute_quantization_stats(numpy.array([0.5, 1.5]))
+    second.compute_quantization_stats(numpy.array([-3.0]))
+    before = second.dumps()
+    first.merge(second)
+    assert second.dumps() == before
+    assert (first.rmin, first.rmax, first.uvalues.tolist()) == (-3.0, 1.5, [-3.0, 0.5, 1.5])
+    first.merge(MinMaxQuantizationStats())
+    assert first.rmin == -3.0
+    empty = MinMaxQuantizationStats()
+    empty.merge(first)
+    assert empty == first
+
+
+def test_batches_must_share_a_dtype() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.update(numpy.array([1.0], dtype=numpy.float32))
+    with pytest.raises(TypeError, match="cannot merge statistics of float64 values"):
+        stats.update(numpy.array([2.0]))
+    assert stats.rmax == 1.0  # unchanged
+
+
+def test_per_axis_statistics() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(numpy.array([[1.0, 2.0], [3.0, 5.0]]), axis=1)
+    assert stats.rmin.tolist() == [[1.0, 2.0]] and stats.rmax.tolist() == [[3.0, 5.0]]
+    assert [uniques.tolist() for uniques in stats.uvalues] == [[1.0, 3.0], [2.0, 5.0]]
