@@ -316,12 +316,9 @@ def quantize(
     """
     scale_operand = as_numpy_operand(scale)
     zero_point_operand = as_numpy_operand(zero_point)
+    # The seed's half-to-even rounding with scalar parameters has two faster paths.
     scalars = isinstance(scale_operand, numpy.generic) and isinstance(zero_point_operand, numpy.generic)
-    if rounding != "half_even":
-        with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
-            shifted = _apply(numpy.add, _apply(numpy.true_divide, values, scale_operand), zero_point_operand)
-            codes = ROUNDERS[rounding](shifted, rng if rng is not None else numpy.random.default_rng())
-        return _codes_to_int64(codes, bounds, values, scale, zero_point)
+    scalars = scalars and rounding == "half_even"
     if scalars and _compilable(values):
         plan = _compiled_quantize_plan(values.dtype, scale_operand, zero_point_operand)
         if plan is not None:
@@ -336,13 +333,14 @@ def quantize(
         return _codes_to_int64(codes, bounds, values, scale, zero_point)
     with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
         quotient = _apply(numpy.true_divide, values, scale_operand)
-        codes = numpy.rint(_apply(numpy.add, quotient, zero_point_operand))
+        codes = ROUNDERS[rounding](_apply(numpy.add, quotient, zero_point_operand), rng)
         return _codes_to_int64(codes, bounds, values, scale, zero_point)
 
 
-def _stochastic(shifted: Any, rng: numpy.random.Generator) -> Any:
+def _stochastic(shifted: Any, rng: numpy.random.Generator | None) -> Any:
     """``floor(x + u)``, ``u ~ U[0, 1)`` drawn in float64: rounds up with probability frac(x)."""
-    return numpy.floor(numpy.asarray(shifted, dtype=numpy.float64) + rng.random(numpy.shape(shifted)))
+    generator = rng if rng is not None else numpy.random.default_rng()
+    return numpy.floor(numpy.asarray(shifted, dtype=numpy.float64) + generator.random(numpy.shape(shifted)))
 
 
 #: Rounding modes: each maps ``values / scale + zero_point`` (and a random generator) to
