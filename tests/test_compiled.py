@@ -168,3 +168,18 @@ def test_small_arrays_do_not_load_numba_on_their_own() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=False, env=environment
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_compiled_heapsort_matches_the_emulation() -> None:
+    from intquant import _numba_loops
+    from intquant._legacy_sort import _heapsorted
+
+    rng = numpy.random.default_rng(5)
+    for _ in range(100):
+        values = numpy.round(rng.normal(size=int(rng.integers(1, 300))) * 0.01, 2)
+        low = int(rng.integers(0, values.size))
+        high = int(rng.integers(low, values.size))
+        work, expected = values.copy(), values.copy()
+        _numba_loops.heapsort_range(work, low, high)
+        expected[low : high + 1] = _heapsorted(values[low : high + 1])
+        assert work.tobytes() == expected.tobytes()

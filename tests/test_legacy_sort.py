@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 from intquant._avx512_sort import element_at_sorted_position as avx512_element_at
-from intquant._legacy_sort import _introsort_element_at, reference_unique
+from intquant._legacy_sort import _heapsorted, _introsort_element_at, reference_unique
 
 CASES = numpy.load(Path(__file__).parent / "data" / "legacy_sort_cases.npz")
 
@@ -62,3 +62,11 @@ def test_small_arrays_are_insertion_sorted_so_the_first_zero_wins() -> None:
     # numpy 1.24 sorts up to 16 float64 elements by (stable) insertion sort.
     assert numpy.signbit(reference_unique(numpy.array([0.5, -0.0, 0.0, -1.0]))[1])
     assert not numpy.signbit(reference_unique(numpy.array([0.5, 0.0, -0.0, -1.0]))[1])
+
+
+def test_heapsort_fallback_matches_numpy_1_24() -> None:
+    bounds = numpy.cumsum(CASES["heapsort_sizes"])[:-1]
+    inputs = numpy.split(CASES["heapsort_values"], bounds)
+    expected = numpy.split(CASES["heapsort_sorted"], bounds)
+    for values, ordered in zip(inputs, expected, strict=True):
+        assert numpy.asarray(_heapsorted(values)).tobytes() == ordered.tobytes()

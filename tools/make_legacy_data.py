@@ -6,7 +6,8 @@ Run with numpy 1.24 on an x86-64 machine with AVX-512 (the reference's platform)
 * ``tests/data/legacy_promotion.json``: the result dtype of ``numpy.add(array, scalar)`` for many
   array dtypes and scalar types/values (value-based casting);
 * ``tests/data/legacy_sort_cases.npz``: arrays holding both signed zeros and, for each, the bits
-  of the element that ``numpy.sort`` puts at the first zero's position and at a random one.
+  of the element that ``numpy.sort`` puts at the first zero's position and at a random one;
+  and whole arrays sorted by ``numpy.sort(kind="heapsort")``.
 """
 
 from __future__ import annotations
@@ -101,6 +102,13 @@ def sort_cases() -> dict[str, numpy.ndarray]:
         result[f"{dtype}_random_position"] = numpy.array(random_positions)
         result[f"{dtype}_at_first_zero"] = numpy.array(at_first_zero, dtype=dtype)
         result[f"{dtype}_at_random_position"] = numpy.array(at_random, dtype=dtype)
+    # numpy 1.24's heapsort (introsort's fallback), whole arrays with both signed zeros.
+    heap_inputs = [numpy.round(rng.normal(size=int(size)) * 0.01, 2) for size in rng.integers(1, 400, 60)]
+    result["heapsort_values"] = numpy.concatenate(heap_inputs)
+    result["heapsort_sizes"] = numpy.array([values.size for values in heap_inputs])
+    result["heapsort_sorted"] = numpy.concatenate(
+        [numpy.sort(values, kind="heapsort") for values in heap_inputs]
+    )
     return result
 
 

@@ -110,39 +110,29 @@ def heapsort_range(work, low, high):
     # numpy 1.24's heapsort_ (1-based indices from base = low - 1); not stable.
     base = low - 1
     size = high - low + 1
-    start = size >> 1
-    while start > 0:
-        item = work[base + start]
-        i = start
-        j = start * 2
-        while j <= size:
-            if j < size and work[base + j] < work[base + j + 1]:
-                j += 1
-            if item < work[base + j]:
-                work[base + i] = work[base + j]
-                i = j
-                j += j
-            else:
-                break
-        work[base + i] = item
-        start -= 1
-    end = size
-    while end > 1:
+    for start in range(size >> 1, 0, -1):
+        sift_down(work, base, start, work[base + start], size)
+    for end in range(size, 1, -1):
         item = work[base + end]
         work[base + end] = work[base + 1]
-        end -= 1
-        i = 1
-        j = 2
-        while j <= end:
-            if j < end and work[base + j] < work[base + j + 1]:
-                j += 1
-            if item < work[base + j]:
-                work[base + i] = work[base + j]
-                i = j
-                j += j
-            else:
-                break
-        work[base + i] = item
+        sift_down(work, base, 1, item, end - 1)
+
+
+@jit
+def sift_down(work, base, start, item, end):
+    # Move `item` down from heap slot `start` to its place in a heap of `end` slots.
+    i = start
+    j = start * 2
+    while j <= end:
+        if j < end and work[base + j] < work[base + j + 1]:
+            j += 1
+        if item < work[base + j]:
+            work[base + i] = work[base + j]
+            i = j
+            j += j
+        else:
+            break
+    work[base + i] = item
 
 
 @jit
