@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import numpy
 
-from intquant._members import fill_from_kwargs, require_keys, same_value
+from intquant._members import STATS_MEMBERS, fill_from_kwargs, require_keys, same_value
 from intquant._validation import check_n_bits
 from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
 from intquant.extensions import EXTRA_OPTIONS, check_extra_options
@@ -84,7 +84,16 @@ class QuantizedArray(JSONSerializable):
         for name, value in extras.items():
             setattr(options, name, value)
         options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
-        stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
+        if hasattr(stats, "range_for"):  # a calibration method: its own state, not the members
+            clash = [name for name in STATS_MEMBERS if name in kwargs]
+            if clash:
+                raise InvalidTypeError(
+                    f"{', '.join(clash)} cannot be given with a {type(stats).__name__}, which "
+                    f"computes the range itself; drop them or pass MinMaxQuantizationStats."
+                )
+            stats = copy.deepcopy(stats)
+        else:
+            stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
         params, kwargs = fill_from_kwargs(copy.deepcopy(params), UniformQuantizationParameters, **kwargs)
         if kwargs:
             raise InvalidTypeError(
@@ -93,8 +102,8 @@ class QuantizedArray(JSONSerializable):
                 f"UniformQuantizationParameters."
             )
         self.n_bits = n_bits
-        empty_calibration = stats is not None and bool(getattr(stats, "is_empty", lambda: False)())
-        if empty_calibration and values is not None and value_is_float:
+        calibration_to_fill = value_is_float and values is not None and hasattr(stats, "is_empty")
+        if stats is not None and calibration_to_fill and stats.is_empty():
             stats.compute_quantization_stats(values)  # our copy: calibrate it on these values
         self.quantizer = UniformQuantizer(options, stats, params)
         self.values = None

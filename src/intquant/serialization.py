@@ -7,7 +7,8 @@ by ``repr``) of the value after this encoding, applied at every depth:
   "serialized_value": int(v) | float(v), "dtype": "<dtype>"}``
 * ndarray -> ``{"type_name": "numpy_array", "serialized_value": v.tolist(), "dtype": "<dtype>"}``
 * tuple / set -> ``{"type_name": "tuple" | "set", "serialized_value": [...]}`` (a set sorted)
-* the seed's five classes -> ``{"type_name": "<ClassName>", "serialized_value": v.dump_dict()}``
+* the seed's five classes (and the calibration methods of ``intquant.calibration``) ->
+  ``{"type_name": "<ClassName>", "serialized_value": v.dump_dict()}``
 
 ``loads`` reverses it, innermost first. It accepts only these tags, numeric dtypes and the five
 class names: nothing is imported, evaluated or unpickled.
@@ -127,7 +128,9 @@ def _encode(value: Any) -> Any:
 
 
 def _classes() -> dict[str, Any]:
-    """The five classes that serialize by name (imported here to avoid an import cycle)."""
+    """The classes that serialize by name: the seed's five, then the calibration methods
+    (imported here to avoid an import cycle)."""
+    from intquant.calibration import EntropyStats, MovingAverageMinMaxStats, MSEStats, PercentileStats
     from intquant.options import QuantizationOptions
     from intquant.parameters import UniformQuantizationParameters
     from intquant.quantized_array import QuantizedArray
@@ -140,6 +143,10 @@ def _classes() -> dict[str, Any]:
         "UniformQuantizationParameters": UniformQuantizationParameters,
         "UniformQuantizer": UniformQuantizer,
         "QuantizedArray": QuantizedArray,
+        "PercentileStats": PercentileStats,
+        "MovingAverageMinMaxStats": MovingAverageMinMaxStats,
+        "MSEStats": MSEStats,
+        "EntropyStats": EntropyStats,
     }
 
 
