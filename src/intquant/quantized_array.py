@@ -102,8 +102,7 @@ class QuantizedArray(JSONSerializable):
                 f"UniformQuantizationParameters."
             )
         self.n_bits = n_bits
-        calibration_to_fill = value_is_float and values is not None and hasattr(stats, "is_empty")
-        if stats is not None and calibration_to_fill and stats.is_empty():
+        if value_is_float and values is not None and hasattr(stats, "range_for") and stats.is_empty():
             stats.compute_quantization_stats(values)  # our copy: calibrate it on these values
         self.quantizer = UniformQuantizer(options, stats, params)
         self.values = None

@@ -76,6 +76,10 @@ class MinMaxQuantizationStats(JSONSerializable):
         """Compute the statistics of ``values`` (see :func:`calibrate`), per tensor by default."""
         self.rmin, self.rmax, self.uvalues = calibrate(values, axis, block_size)
 
+    def is_empty(self) -> bool:
+        """Whether no range has been computed or given yet."""
+        return self.rmin is None and self.rmax is None
+
     def update(
         self, values: numpy.ndarray, *, axis: int | None = None, block_size: tuple[int, ...] | None = None
     ) -> None:
@@ -88,7 +92,7 @@ class MinMaxQuantizationStats(JSONSerializable):
         axis or block, one block grid).
         """
         batch = calibrate(values, axis, block_size)
-        if self.rmin is None and self.rmax is None:
+        if self.is_empty():
             self.rmin, self.rmax, self.uvalues = batch
         else:
             self.rmin, self.rmax, self.uvalues = merge_statistics((self.rmin, self.rmax, self.uvalues), batch)
@@ -100,7 +104,7 @@ class MinMaxQuantizationStats(JSONSerializable):
         """
         if other.rmin is None and other.rmax is None:
             return
-        if self.rmin is None and self.rmax is None:
+        if self.is_empty():
             self.copy_stats(other)
             return
         self.rmin, self.rmax, self.uvalues = merge_statistics(
