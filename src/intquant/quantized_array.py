@@ -84,6 +84,7 @@ class QuantizedArray(JSONSerializable):
         for name, value in extras.items():
             setattr(options, name, value)
         options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
+        calibration: Any = None
         if hasattr(stats, "range_for"):  # a calibration method: its own state, not the members
             clash = [name for name in STATS_MEMBERS if name in kwargs]
             if clash:
@@ -91,7 +92,7 @@ class QuantizedArray(JSONSerializable):
                     f"{', '.join(clash)} cannot be given with a {type(stats).__name__}, which "
                     f"computes the range itself; drop them or pass MinMaxQuantizationStats."
                 )
-            stats = copy.deepcopy(stats)
+            stats = calibration = copy.deepcopy(stats)
         else:
             stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
         params, kwargs = fill_from_kwargs(copy.deepcopy(params), UniformQuantizationParameters, **kwargs)
@@ -102,8 +103,8 @@ class QuantizedArray(JSONSerializable):
                 f"UniformQuantizationParameters."
             )
         self.n_bits = n_bits
-        if value_is_float and values is not None and hasattr(stats, "range_for") and stats.is_empty():
-            stats.compute_quantization_stats(values)  # our copy: calibrate it on these values
+        if calibration is not None and value_is_float and values is not None and calibration.is_empty():
+            calibration.compute_quantization_stats(values)  # our copy: calibrate it on these values
         self.quantizer = UniformQuantizer(options, stats, params)
         self.values = None
         self.qvalues = None
