@@ -1,131 +1,413 @@
-"""The ``intquant`` command line.
+"""The ``intquant`` command line: calibrate, quantize, dequantize and report on arrays on disk.
 
-``intquant demo`` calibrates the sample array shipped with the package at several bit widths,
-prints the scale, zero point and errors of each, and writes the widest quantizer as JSON.
+``.npy`` inputs are memory-mapped and processed in chunks of rows with streaming statistics, so
+files larger than memory work. Outputs are written atomically, never over an input, and replace
+an existing file only with ``--force``. Bad files or options give a one-line error on stderr and
+exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import copy
+import json
+import math
 import sys
-import tempfile
-from collections.abc import Sequence
-from importlib import resources
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import numpy
 
-from intquant.errors import IntquantError
-from intquant.metrics import quantization_error
+from intquant.calibration import EntropyStats, MSEStats, PercentileStats
+from intquant.errors import IntquantError, InvalidValueError
+from intquant.extensions import ROUNDING_MODES
+from intquant.files import check_output, load_array, row_chunks, write_array, write_file, write_text
+from intquant.granularity import block_extent, grid_shape, grouped_statistics
+from intquant.options import QuantizationOptions
 from intquant.quantized_array import QuantizedArray
-from intquant.serialization import dumps
+from intquant.quantizer import UniformQuantizer
+from intquant.serialization import dumps, loads
+from intquant.statistics import MinMaxQuantizationStats
 
 __all__ = ["main"]
 
-DEFAULT_BITS = (2, 3, 4, 6, 8)
-DEFAULT_OUTPUT = "intquant-demo-quantizer.json"
+METHODS = ("minmax", "percentile", "mse", "entropy")
+DEFAULT_CHUNK = 1 << 22  # elements per chunk
+DEMO_PLOT = "intquant-demo.png"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"intquant: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status (2 for bad input, with a one-line error)."""
-    parser = _parser()
-    arguments = parser.parse_args(argv)
+    arguments = _parser().parse_args(argv)
     try:
         return int(arguments.run(arguments))
-    except (IntquantError, OSError, ValueError) as error:
-        print(f"intquant: error: {error}", file=sys.stderr)
+    except (IntquantError, OSError, ValueError, KeyError) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"intquant: error: {message}", file=sys.stderr)
         return 2
 
 
+# -- arguments
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="intquant", description="Uniform (affine) quantization of numpy arrays."
+    parser = _Parser(prog="intquant", description="Uniform (affine) quantization of numpy arrays.")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
+    input_help = "a .npy (memory-mapped), .npz (file.npz:name) or .csv file"
+
+    calibrate = commands.add_parser("calibrate", help="compute a quantizer from data and write it as JSON")
+    calibrate.add_argument("input", help=input_help)
+    calibrate.add_argument("-o", "--output", type=Path, required=True, help="the quantizer JSON to write")
+    _add_options(calibrate)
+    calibrate.add_argument("--method", choices=METHODS, default="minmax", help="how to choose the range")
+    calibrate.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
+    calibrate.set_defaults(run=_calibrate)
+
+    for name, run, what in (
+        ("quantize", _quantize, "integer codes"),
+        ("dequantize", _dequantize, "float values"),
+    ):
+        command = commands.add_parser(name, help=f"apply a quantizer JSON to an array; write {what} as .npy")
+        command.add_argument("input", help=input_help)
+        command.add_argument("quantizer", type=Path, help="a quantizer JSON written by 'intquant calibrate'")
+        command.add_argument("-o", "--output", type=Path, required=True, help="the .npy file to write")
+        _add_common(command)
+        command.set_defaults(run=run)
+
+    report = commands.add_parser("report", help="quantization error per bit width and method")
+    report.add_argument("input", help=input_help)
+    report.add_argument(
+        "--bits", type=_bit_widths, default=tuple(range(2, 9)), help="e.g. 2-8 or 2,4,8 (default 2-8)"
     )
-    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    report.add_argument(
+        "--method",
+        type=_methods,
+        default=("minmax",),
+        help=f"comma-separated, of {','.join(METHODS)} (default minmax)",
+    )
+    report.add_argument("--percentile", type=float, default=99.99, help="for the percentile method")
+    report.add_argument("--signed", action="store_true", help="signed codes")
+    report.add_argument("--symmetric", action="store_true", help="symmetric range (implies --signed)")
+    report.add_argument("--plot", type=Path, help="draw SQNR against bits per method into this PNG")
+    report.add_argument("--json", action="store_true", help="print the table as JSON")
+    _add_common(report)
+    report.set_defaults(run=_report)
+
     demo = commands.add_parser(
-        "demo",
-        help="calibrate the bundled sample array at several bit widths and report the error",
-        description="Quantize the sample array shipped with intquant (64x64 float32 weights) "
-        "at several bit widths; print scale, zero point, MSE, SQNR and max error for each, "
-        "and write the quantizer of the widest as JSON.",
+        "demo", help="quantize a logistic-regression digit classifier and run it on integers only"
     )
     demo.add_argument(
-        "--bits",
-        type=_bit_list,
-        default=DEFAULT_BITS,
-        help="comma-separated bit widths, each 1 to 32 (default: 2,3,4,6,8)",
+        "--plot", type=Path, default=Path(DEMO_PLOT), help=f"accuracy plot (default ./{DEMO_PLOT})"
     )
-    demo.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        default=Path(DEFAULT_OUTPUT),
-        help=f"where to write the quantizer JSON (default: ./{DEFAULT_OUTPUT})",
-    )
-    demo.add_argument("--signed", action="store_true", help="signed codes (offset 2**(n-1))")
-    demo.add_argument("--symmetric", action="store_true", help="symmetric range (implies --signed)")
-    demo.set_defaults(run=_run_demo)
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
+    demo.set_defaults(run=_demo)
     return parser
 
 
-def _bit_list(text: str) -> tuple[int, ...]:
+def _add_common(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--force", action="store_true", help="replace an existing output file")
+    command.add_argument("--quiet", action="store_true", help="no progress bar")
+    command.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK, help="elements per chunk")
+
+
+def _add_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--n-bits", type=int, default=8, help="bits per code, 1 to 32 (default 8)")
+    command.add_argument("--signed", action="store_true", help="signed codes (offset 2**(n-1))")
+    command.add_argument("--symmetric", action="store_true", help="symmetric range (implies --signed)")
+    command.add_argument("--narrow", action="store_true", help="narrow range: no code -2**(n-1)")
+    command.add_argument("--axis", type=int, help="one scale per index along this axis")
+    command.add_argument("--block-size", type=_block, help="one scale per block, e.g. 1,32")
+    command.add_argument("--rounding", choices=ROUNDING_MODES, default="half_even")
+    _add_common(command)
+
+
+def _bit_widths(text: str) -> tuple[int, ...]:
     try:
-        bits = tuple(int(part) for part in text.split(","))
+        if "-" in text:
+            first, last = (int(part) for part in text.split("-", 1))
+            bits = tuple(range(first, last + 1))
+        else:
+            bits = tuple(int(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated integers such as 2,4,8; got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"expected bit widths such as 2-8 or 2,4,8; got {text!r}") from None
     if not bits or any(not 1 <= n <= 32 for n in bits):
-        raise argparse.ArgumentTypeError(f"each bit width must be 1 to 32; got {text!r}")
+        raise argparse.ArgumentTypeError(f"bit widths must be 1 to 32; got {text!r}")
     return bits
 
 
-def load_sample() -> numpy.ndarray:
-    """The sample array shipped with the package: 64x64 float32 dense-layer-like weights."""
-    with resources.files("intquant").joinpath("data/sample.npy").open("rb") as file:
-        return numpy.load(file, allow_pickle=False)
+def _methods(text: str) -> tuple[str, ...]:
+    methods = tuple(text.split(","))
+    unknown = [method for method in methods if method not in METHODS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
+    return methods
 
 
-def _run_demo(arguments: argparse.Namespace) -> int:
-    values = load_sample()
-    signed = arguments.signed or arguments.symmetric
-    print(
-        f"intquant demo: {values.size} {values.dtype} values of shape {values.shape} "
-        f"in [{values.min():.4f}, {values.max():.4f}] (intquant/data/sample.npy)"
+def _block(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected extents such as 1,32; got {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
+    return int(text)
+
+
+# -- commands
+def _options(arguments: argparse.Namespace, n_bits: int | None = None) -> QuantizationOptions:
+    options = QuantizationOptions(
+        n_bits if n_bits is not None else arguments.n_bits,
+        is_signed=bool(arguments.signed or arguments.symmetric),
+        is_symmetric=bool(arguments.symmetric),
+        **{
+            name: getattr(arguments, name)
+            for name in ("rounding", "axis", "block_size")
+            if getattr(arguments, name, None) is not None
+        },
     )
-    kind = "symmetric" if arguments.symmetric else "asymmetric"
-    print(f"options: {'signed' if signed else 'unsigned'}, {kind}")
-    print(f"{'bits':>4}  {'scale':>12}  {'zero_point':>10}  {'MSE':>11}  {'SQNR dB':>8}  {'max error':>10}")
-    widest = None
-    for n_bits in sorted(arguments.bits):
-        array = QuantizedArray(n_bits, values, is_signed=signed, is_symmetric=arguments.symmetric)
-        error = quantization_error(values, array.quantizer)
-        print(
-            f"{n_bits:>4}  {float(array.quantizer.scale):>12.6g}  {int(array.quantizer.zero_point):>10}  "
-            f"{error['mse']:>11.4e}  {error['sqnr_db']:>8.2f}  {error['max_abs_error']:>10.4g}"
-        )
-        widest = array
-    assert widest is not None  # argparse guarantees at least one bit width
-    write_text_atomically(arguments.output, dumps(widest.quantizer))
-    print(f"wrote the {widest.n_bits}-bit quantizer to {arguments.output}")
+    options.is_narrow = bool(getattr(arguments, "narrow", False))
+    return options
+
+
+def _calibrate(arguments: argparse.Namespace) -> int:
+    output = arguments.output
+    check_output(output, [_input_path(arguments.input)], arguments.force)
+    options = _options(arguments)
+    values = load_array(arguments.input)
+    stats = _collect(values, arguments.method, arguments.percentile, options, arguments)
+    quantizer = UniformQuantizer(options, stats)
+    quantizer.compute_quantization_parameters(options, stats)
+    write_text(output, dumps(quantizer))
+    print(
+        f"wrote a {options.n_bits}-bit {arguments.method} quantizer for {values.shape} {values.dtype} values"
+    )
+    print(f"to {output}")
     return 0
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
+def _collect(
+    values: numpy.ndarray, method: str, percentile: float, options: Any, arguments: argparse.Namespace
+) -> Any:
+    """Statistics of ``values``, streamed over chunks of rows."""
+    grouped = options.axis is not None or options.block_size is not None
+    if method != "minmax":
+        if grouped:
+            raise InvalidValueError(
+                f"--method {method} calibrates whole tensors; use --method minmax with --axis/--block-size"
+            )
+        factories: dict[str, Callable[[], Any]] = {
+            "percentile": lambda: PercentileStats(percentile),
+            "mse": MSEStats,
+            "entropy": EntropyStats,
+        }
+        stats: Any = factories[method]()
+        for chunk in _chunks(values, arguments):
+            stats.update(chunk)
+        return stats
+    stats = MinMaxQuantizationStats()
+    if not grouped or values.ndim == 0:
+        for chunk in _chunks(values, arguments):
+            stats.update(chunk)
+        return stats
+    extent = block_extent(values.shape, options.axis, options.block_size)
+    if grid_shape(values.shape, extent)[0] == 1:  # every block spans all rows: merge chunk grids
+        for chunk in _chunks(values, arguments, extent[0]):
+            stats.update(chunk, axis=options.axis, block_size=options.block_size)
+        return stats
+    parts = []  # blocks split the rows: each chunk holds whole blocks; stack their grids
+    for chunk in _chunks(values, arguments, extent[0]):
+        parts.append(
+            grouped_statistics(
+                numpy.asarray(chunk), block_extent(chunk.shape, options.axis, options.block_size)
+            )
+        )
+    stats.rmin = numpy.concatenate([part[0] for part in parts])
+    stats.rmax = numpy.concatenate([part[1] for part in parts])
+    stats.uvalues = [uniques for part in parts for uniques in part[2]]
+    return stats
 
-    A failure leaves no partial file behind: either the old content or the new one is there.
-    """
-    folder = path.parent if str(path.parent) else Path(".")
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+
+def _chunks(
+    values: numpy.ndarray, arguments: argparse.Namespace, row_multiple: int = 1
+) -> Iterator[numpy.ndarray]:
+    """Chunks of rows of ``values`` (in memory), with a progress bar for long work."""
+    if values.ndim == 0:
+        yield numpy.asarray(values)
+        return
+    slices = list(row_chunks(values.shape, arguments.chunk_size, row_multiple))
+    for part in _progress(slices, arguments):
+        yield numpy.asarray(values[part])
+
+
+def _progress(items: list[Any], arguments: argparse.Namespace) -> Any:
+    """``items`` wrapped in a tqdm bar on stderr, shown after a second of work, only on a terminal."""
+    if arguments.quiet or not sys.stderr.isatty():
+        return items
     try:
-        with os.fdopen(descriptor, "w", encoding="ascii") as file:
-            file.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        from tqdm import tqdm  # type: ignore[import-untyped]
+    except ImportError:  # the progress bar is optional (pip install "intquant[cli]")
+        return items
+    return tqdm(items, delay=1.0, file=sys.stderr, unit="chunk", leave=False)
+
+
+def _load_quantizer(path: Path) -> UniformQuantizer:
+    if not path.is_file():
+        raise InvalidValueError(f"no such quantizer file: {path}")
+    loaded = loads(path.read_bytes())
+    if isinstance(loaded, QuantizedArray):
+        loaded = loaded.quantizer
+    if not isinstance(loaded, UniformQuantizer):
+        raise InvalidValueError(f"{path} holds a {type(loaded).__name__}, not a quantizer")
+    return loaded
+
+
+def _apply(
+    arguments: argparse.Namespace, operation: Callable[[UniformQuantizer, numpy.ndarray], Any], dtype: Any
+) -> int:
+    output = arguments.output
+    check_output(output, [_input_path(arguments.input), arguments.quantizer], arguments.force)
+    quantizer = _load_quantizer(arguments.quantizer)
+    values = load_array(arguments.input)
+    split, row_multiple = _row_split(quantizer, values.shape)
+
+    def fill(out: numpy.ndarray) -> None:
+        if values.ndim == 0:
+            out[()] = operation(quantizer, numpy.asarray(values))
+            return
+        for part in _progress(list(row_chunks(values.shape, arguments.chunk_size, row_multiple)), arguments):
+            out[part] = operation(
+                _rows_of(quantizer, part, row_multiple) if split else quantizer, numpy.asarray(values[part])
+            )
+
+    write_array(output, values.shape, dtype, fill)
+    print(f"wrote {values.shape} {numpy.dtype(dtype)} to {output}")
+    return 0
+
+
+def _quantize(arguments: argparse.Namespace) -> int:
+    return _apply(arguments, lambda quantizer, chunk: quantizer.quant(chunk), numpy.int64)
+
+
+def _dequantize(arguments: argparse.Namespace) -> int:
+    return _apply(arguments, lambda quantizer, chunk: quantizer.dequant(chunk), numpy.float64)
+
+
+def _row_split(quantizer: UniformQuantizer, shape: tuple[int, ...]) -> tuple[bool, int]:
+    """Whether per-block parameters split along the rows, and the rows of one block."""
+    if not (isinstance(quantizer.scale, numpy.ndarray) and quantizer.scale.ndim and shape):
+        return False, 1
+    if quantizer.axis is None and quantizer.block_size is None:
+        return False, 1
+    extent = block_extent(shape, quantizer.axis, quantizer.block_size)
+    return grid_shape(shape, extent)[0] > 1, extent[0]
+
+
+def _rows_of(quantizer: UniformQuantizer, rows: slice, block_rows: int) -> UniformQuantizer:
+    """A copy of ``quantizer`` whose per-block parameters cover only ``rows`` of the data."""
+    blocks = slice(rows.start // block_rows, rows.stop // block_rows)
+    part = copy.copy(quantizer)
+    part.scale = quantizer.scale[blocks]
+    part.zero_point = quantizer.zero_point[blocks]
+    if isinstance(quantizer.offset, numpy.ndarray):
+        part.offset = quantizer.offset[blocks]
+    return part
+
+
+def _report(arguments: argparse.Namespace) -> int:
+    if arguments.plot is not None:
+        check_output(arguments.plot, [_input_path(arguments.input)], arguments.force)
+    values = load_array(arguments.input)
+    rows = []
+    for method in arguments.method:
+        signed = bool(arguments.signed or arguments.symmetric)
+        base = argparse.Namespace(signed=signed, symmetric=arguments.symmetric, n_bits=8)
+        stats = _collect(values, method, arguments.percentile, _options(base), arguments)
+        for n_bits in arguments.bits:
+            if n_bits == 1 and arguments.symmetric:
+                continue  # 1-bit symmetric quantization has no positive level
+            options = _options(base, n_bits)
+            quantizer = UniformQuantizer(options, stats)
+            quantizer.compute_quantization_parameters(options, stats)
+            rows.append({"method": method, "n_bits": n_bits, **_errors(values, quantizer, arguments)})
+    if arguments.json:
+        print(json.dumps([{key: _json_number(value) for key, value in row.items()} for row in rows]))
+    else:
+        print(f"{'method':<11}{'bits':>5}{'MSE':>13}{'SQNR dB':>10}{'max error':>12}")
+        for row in rows:
+            print(
+                f"{row['method']:<11}{row['n_bits']:>5}{row['mse']:>13.4e}{row['sqnr_db']:>10.2f}{row['max_abs_error']:>12.4g}"
+            )
+    if arguments.plot is not None:
+        _plot(rows, arguments.plot)
+    return 0
+
+
+def _errors(
+    values: numpy.ndarray, quantizer: UniformQuantizer, arguments: argparse.Namespace
+) -> dict[str, float]:
+    """MSE, SQNR (dB) and max error of dequant(quant(values)), accumulated over chunks."""
+    squared_error = power = 0.0
+    worst = 0.0
+    for chunk in _chunks(values, argparse.Namespace(quiet=True, chunk_size=arguments.chunk_size)):
+        reference = numpy.asarray(chunk, dtype=numpy.float64)
+        error = numpy.asarray(quantizer.dequant(quantizer.quant(chunk)), dtype=numpy.float64) - reference
+        squared_error += float(numpy.sum(error**2))
+        power += float(numpy.sum(reference**2))
+        worst = max(worst, float(numpy.max(numpy.abs(error))))
+    mse = squared_error / values.size
+    sqnr = math.inf if mse == 0 else (10 * math.log10(power / values.size / mse) if power > 0 else -math.inf)
+    return {"mse": mse, "sqnr_db": sqnr, "max_abs_error": worst}
+
+
+def _json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and not math.isfinite(value) else value
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise InvalidValueError('--plot needs matplotlib: pip install "intquant[demo]"') from None
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for method in dict.fromkeys(row["method"] for row in rows):
+        points = [
+            (row["n_bits"], row["sqnr_db"])
+            for row in rows
+            if row["method"] == method and math.isfinite(row["sqnr_db"])
+        ]
+        axes.plot([bits for bits, _ in points], [sqnr for _, sqnr in points], marker="o", label=method)
+    axes.set_xlabel("bits")
+    axes.set_ylabel("SQNR (dB)")
+    axes.set_title("Quantization error against bit width")
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    write_file(path, ".png", lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    print(f"wrote {path}")
+
+
+def _demo(arguments: argparse.Namespace) -> int:
+    from intquant.demo import run_demo
+
+    run_demo(arguments.plot, show_progress=not arguments.quiet and sys.stderr.isatty())
+    return 0
+
+
+def _input_path(spec: str) -> Path:
+    path_text, _, member = spec.partition(".npz:")
+    return Path(path_text + ".npz") if member else Path(spec)
 
 
 if __name__ == "__main__":  # pragma: no cover

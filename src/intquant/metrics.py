@@ -17,24 +17,20 @@ __all__ = ["choose_n_bits", "quantization_error"]
 def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
     """Error of ``quantizer.dequant(quantizer.quant(values))`` against ``values``, in float64.
 
-        With ``e = dequant(quant(x)) - x``:
+    With ``e = dequant(quant(x)) - x``:
 
-        * ``mse = mean(e**2)``
-        * ``sqnr_db = 10 * log10(mean(x**2) / mse)`` (``inf`` when ``mse`` is 0)
-        * ``max_abs_error = max(|e|)``
+    * ``mse = mean(e**2)``
+    * ``sqnr_db = 10 * log10(mean(x**2) / mse)`` (``inf`` when ``mse`` is 0)
+    * ``max_abs_error = max(|e|)``
 
-        Examples
-        --------
-        >>> import numpy
-
-    from intquant._validation import check_n_bits
-    from intquant.errors import InvalidTypeError, InvalidValueError
-    from intquant.quantized_array import QuantizedArray
-        >>> from intquant import QuantizedArray
-        >>> values = numpy.array([0.0, 0.25, 0.5, 1.0])
-        >>> error = quantization_error(values, QuantizedArray(2, values).quantizer)
-        >>> round(error["max_abs_error"], 4), round(error["sqnr_db"], 2)
-        (0.1667, 15.77)
+    Examples
+    --------
+    >>> import numpy
+    >>> from intquant import QuantizedArray
+    >>> values = numpy.array([0.0, 0.25, 0.5, 1.0])
+    >>> error = quantization_error(values, QuantizedArray(2, values).quantizer)
+    >>> round(error["max_abs_error"], 4), round(error["sqnr_db"], 2)
+    (0.1667, 15.77)
     """
     reference = numpy.asarray(values, dtype=numpy.float64)
     restored = numpy.asarray(quantizer.dequant(quantizer.quant(values)), dtype=numpy.float64)
@@ -48,26 +44,22 @@ def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
 def choose_n_bits(values: Any, target_sqnr_db: float, max_n_bits: int = 32, **options: Any) -> int:
     """The smallest ``n_bits`` whose quantization of ``values`` reaches ``target_sqnr_db``.
 
-        Each width from 1 to ``max_n_bits`` is calibrated on ``values`` with the given options
-        (``is_signed=``, ``is_symmetric=``, ``axis=``, ``rounding=`` ...) as ``QuantizedArray`` does,
-        and ``quantization_error(values, quantizer)["sqnr_db"]`` is compared with the target. Widths
-        the options cannot use (1-bit symmetric) are skipped.
+    Each width from 1 to ``max_n_bits`` is calibrated on ``values`` with the given options
+    (``is_signed=``, ``is_symmetric=``, ``axis=``, ``rounding=`` ...) as ``QuantizedArray`` does,
+    and ``quantization_error(values, quantizer)["sqnr_db"]`` is compared with the target. Widths
+    the options cannot use (1-bit symmetric) are skipped.
 
-        Raises
-        ------
-        InvalidValueError
-            If no width up to ``max_n_bits`` reaches the target.
+    Raises
+    ------
+    InvalidValueError
+        If no width up to ``max_n_bits`` reaches the target.
 
-        Examples
-        --------
-        >>> import numpy
-
-    from intquant._validation import check_n_bits
-    from intquant.errors import InvalidTypeError, InvalidValueError
-    from intquant.quantized_array import QuantizedArray
-        >>> values = numpy.random.default_rng(0).normal(size=1000)
-        >>> choose_n_bits(values, 30.0)
-        7
+    Examples
+    --------
+    >>> import numpy
+    >>> values = numpy.random.default_rng(0).normal(size=1000)
+    >>> choose_n_bits(values, 30.0)
+    7
     """
     if not isinstance(target_sqnr_db, (int, float)) or isinstance(target_sqnr_db, bool):
         raise InvalidTypeError(f"'target_sqnr_db' must be a number of decibels; got {target_sqnr_db!r}.")
