@@ -188,3 +188,15 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
         write_text(target, "\u00e9")  # not ASCII: the write fails
     assert target.read_text() == "old"
     assert [path.name for path in tmp_path.iterdir()] == ["out.json"]
+
+
+def test_demo(tmp_path: Path) -> None:
+    pytest.importorskip("sklearn")
+    output = ok("demo", "--quiet", cwd=tmp_path)
+    lines = output.splitlines()
+    assert lines[0].startswith("float model (float64): test accuracy 0.9")
+    rows = [line.split() for line in lines if line.split() and line.split()[0].isdigit()]
+    assert [int(row[0]) for row in rows] == [2, 3, 4, 5, 6, 7, 8]
+    assert all(0.9 < float(accuracy) <= 1.0 for accuracy in rows[-1][1:])  # 8 bits: near the float model
+    assert (tmp_path / "intquant-demo.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert [path.name for path in tmp_path.iterdir()] == ["intquant-demo.png"]
