@@ -219,3 +219,17 @@ def test_quantize_dequantize_quantize_is_stable(values: numpy.ndarray, n_bits: i
     bounds = integer_bounds(n_bits, offset, False)
     codes = quantize(values, scale, zero_point, bounds)
     assert numpy.array_equal(quantize(dequantize(codes, scale, zero_point), scale, zero_point, bounds), codes)
+
+
+def test_equal_zero_points_of_other_types_are_not_confused() -> None:
+    # numpy 1.24 adds int64(70000) to float32 values in float64, but float32(70000.0) in
+    # float32. The cached dtype plans must tell these equal keys apart.
+    values = numpy.random.default_rng(0).uniform(-1, 1, 10001).astype(numpy.float32)
+    scale = numpy.float64(1e-3)
+    quotient = values / numpy.float32(scale)
+    in_float32 = numpy.rint(quotient + numpy.float32(70000)).astype(numpy.int64)
+    in_float64 = numpy.rint(quotient.astype(numpy.float64) + 70000).astype(numpy.int64)
+    assert not numpy.array_equal(in_float32, in_float64)  # the dtype shows
+    assert numpy.array_equal(quantize(values, scale, numpy.int64(70000), None), in_float64)
+    assert numpy.array_equal(quantize(values, scale, numpy.float32(70000), None), in_float32)
+    assert numpy.array_equal(quantize(values, scale, numpy.int64(70000), None), in_float64)

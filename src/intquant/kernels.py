@@ -354,7 +354,8 @@ ROUNDERS: dict[str, Any] = {
 }
 
 
-@functools.lru_cache(maxsize=256)
+# typed: numpy.int64(7) and numpy.float64(7.0) are equal keys, but promote differently.
+@functools.lru_cache(maxsize=256, typed=True)
 def _plain_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any]:
     """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` arrays in."""
     division = legacy_result_type(numpy.empty(1, dtype), scale)
@@ -393,7 +394,7 @@ def _codes_to_int64(
     return codes.astype(numpy.int64)
 
 
-@functools.lru_cache(maxsize=256)
+@functools.lru_cache(maxsize=256, typed=True)
 def _compiled_quantize_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any] | None:
     """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values in,
     when the compiled loop can run them (the division in the values' own dtype, the addition in
