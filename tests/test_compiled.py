@@ -183,3 +183,18 @@ def test_compiled_heapsort_matches_the_emulation() -> None:
         _numba_loops.heapsort_range(work, low, high)
         expected[low : high + 1] = _heapsorted(values[low : high + 1])
         assert work.tobytes() == expected.tobytes()
+
+
+def test_zero_d_float32_arrays_divide_in_float64(
+    compiled_everywhere: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # numpy 1.24 treats a 0-d array as a scalar: float32 value / float64 scale runs in float64.
+    scale = numpy.float64(0.1) / 3
+    values = numpy.linspace(-1, 1, 2001, dtype=numpy.float32)
+    in_float64 = numpy.rint(values.astype(numpy.float64) / scale).astype(numpy.int64)
+    in_float32 = numpy.rint(values / numpy.float32(scale)).astype(numpy.int64)
+    index = int(numpy.flatnonzero(in_float64 != in_float32)[0])  # a value where the dtype shows
+    compiled, plain = _both(
+        monkeypatch, lambda: quantize(numpy.array(values[index]), scale, numpy.int64(0), None)
+    )
+    assert compiled == plain == in_float64[index]

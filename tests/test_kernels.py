@@ -233,3 +233,9 @@ def test_equal_zero_points_of_other_types_are_not_confused() -> None:
     assert numpy.array_equal(quantize(values, scale, numpy.int64(70000), None), in_float64)
     assert numpy.array_equal(quantize(values, scale, numpy.float32(70000), None), in_float32)
     assert numpy.array_equal(quantize(values, scale, numpy.int64(70000), None), in_float64)
+
+
+def test_integer_values_with_an_integer_scale() -> None:
+    # numpy divides integers by integers in float64, then adds the zero point in float64.
+    codes = quantize(numpy.array([1, 2, 3, 7]), numpy.int64(2), numpy.int64(1), (0, 3))
+    assert codes.tolist() == [2, 2, 2, 3]  # rint([1.5, 2, 2.5, 4.5]) clipped to 3

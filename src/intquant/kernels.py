@@ -357,9 +357,13 @@ ROUNDERS: dict[str, Any] = {
 # typed: numpy.int64(7) and numpy.float64(7.0) are equal keys, but promote differently.
 @functools.lru_cache(maxsize=256, typed=True)
 def _plain_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any]:
-    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` arrays in."""
+    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` arrays in.
+
+    True division of integers gives float64, whatever their dtype.
+    """
     division = legacy_result_type(numpy.empty(1, dtype), scale)
-    addition = legacy_result_type(numpy.empty(1, division), zero_point)
+    quotient = division if division.kind == "f" else numpy.dtype(numpy.float64)
+    addition = legacy_result_type(numpy.empty(1, quotient), zero_point)
     return division.type(scale), addition.type(zero_point)
 
 
@@ -406,9 +410,11 @@ def _compiled_quantize_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any
 
 
 def _compilable(values: Any) -> TypeGuard[numpy.ndarray]:
-    """Whether ``values`` are a float32/float64 array the compiled loops should take."""
+    """Whether ``values`` are a float32/float64 array the compiled loops should take (not 0-d:
+    numpy 1.24 computes with 0-d arrays as with scalars, in float64)."""
     return (
         isinstance(values, numpy.ndarray)
+        and values.ndim > 0
         and values.dtype in _COMPILED_FLOATS
         and _compiled.worthwhile(values.size)
     )
