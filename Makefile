@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo,torch,onnx,dask]"
 	touch $@
 
 # The oldest numpy intquant supports, the one Concrete ML 1.7 users are pinned to.
@@ -20,7 +20,7 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast,demo]"
+	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast,demo,torch,onnx,dask]"
 	touch $@
 
 demo: $(VENV)/.installed

@@ -16,6 +16,7 @@ __all__ = [
     "InvalidDtypeError",
     "MissingParameterError",
     "SerializationError",
+    "MissingDependencyError",
 ]
 
 
@@ -45,3 +46,8 @@ class MissingParameterError(IntquantError, AssertionError, ValueError):
 
 class SerializationError(IntquantError, ValueError):
     """Serialized text that intquant does not accept; nothing was imported or unpickled."""
+
+
+class MissingDependencyError(IntquantError, ImportError):
+    """An optional dependency of the feature in use is not installed; the message names the
+    extra to install (``pip install "intquant[torch]"``, ``[onnx]``, ``[dask]``, ``[demo]``)."""

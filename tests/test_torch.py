@@ -1,0 +1,557 @@
+"""intquant.torch: torch codes bit-identical to the numpy quantizer's, and fake quantization."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import numpy
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from intquant import (  # noqa: E402
+    QuantizationOptions,
+    UniformQuantizationParameters,
+    UniformQuantizer,
+    _compiled,
+    kernels,
+)
+from intquant.errors import (  # noqa: E402
+    IntquantError,
+    InvalidDtypeError,
+    InvalidTypeError,
+    InvalidValueError,
+    MissingParameterError,
+)
+from intquant.torch import TorchUnavailableError, TorchUniformQuantizer, fake_quant  # noqa: E402
+
+FLOATS = (numpy.float16, numpy.float32, numpy.float64)
+
+
+# -- helpers
+
+
+def _quantizer(
+    calibration: numpy.ndarray,
+    n_bits: int,
+    *,
+    signed: bool = False,
+    symmetric: bool = False,
+    narrow: bool = False,
+    qat: bool = False,
+    precomputed_qat: bool = False,
+    no_clipping: bool = False,
+    **extra: Any,
+) -> UniformQuantizer:
+    options = QuantizationOptions(
+        n_bits, is_signed=signed or symmetric, is_symmetric=symmetric, is_qat=qat, **extra
+    )
+    options.is_narrow = narrow
+    options.is_precomputed_qat = precomputed_qat
+    quantizer = UniformQuantizer(options, no_clipping=no_clipping)
+    quantizer.compute_quantization_stats(calibration)
+    quantizer.compute_quantization_parameters(quantizer.quant_options, quantizer.quant_stats)
+    return quantizer
+
+
+def _assert_same(actual: Any, expected: Any) -> None:
+    """Same dtype, shape and bits (a torch tensor on the CPU against a numpy array or scalar)."""
+    assert isinstance(actual, torch.Tensor)
+    assert actual.device.type == "cpu"
+    expected = numpy.asarray(expected)
+    got = actual.numpy()
+    assert (got.dtype, got.shape) == (expected.dtype, expected.shape)
+    assert got.tobytes() == expected.tobytes(), (got, expected)
+
+
+def _check_quant(quantizer: UniformQuantizer, values: numpy.ndarray, dtype: Any = None) -> Any:
+    """quant and dequant of ``values`` (and of their codes) through torch and through numpy: the
+    same bits, or the same error (then None is returned)."""
+    tensor = torch.from_numpy(values.copy())
+    torch_quantizer = TorchUniformQuantizer(quantizer)
+    numpy_dtype = None if dtype is None else torch.empty(0, dtype=dtype).numpy().dtype
+    try:
+        expected = quantizer.quant(values, dtype=numpy_dtype)
+    except IntquantError as error:
+        with pytest.raises(type(error)) as caught:
+            torch_quantizer.quant(tensor, dtype)
+        assert str(caught.value).split("(")[0] == str(error).split("(")[0]
+        return None
+    codes = torch_quantizer.quant(tensor, dtype)
+    _assert_same(codes, expected)
+    assert torch.equal(tensor, torch.from_numpy(values))  # the input is left alone
+    _assert_same(torch_quantizer.dequant(codes), quantizer.dequant(codes.numpy()))
+    return codes
+
+
+def _random_values(
+    rng: numpy.random.Generator, dtype: Any, shape: tuple[int, ...], center: float
+) -> numpy.ndarray:
+    spread = rng.choice([1e-3, 1.0, 30.0])
+    values = center + spread * rng.standard_normal(shape)
+    return values.astype(dtype)
+
+
+@pytest.fixture
+def plain_numpy_path(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    # Once numba is loaded (by an earlier test), intquant sends even 0-d float32 arrays through
+    # its compiled loop, which divides them in float32, whereas numpy 1.24 (and intquant's plain
+    # path) treats a 0-d array as a scalar and divides in float64. The plain path is the
+    # reference's behaviour.
+    monkeypatch.setattr(_compiled, "disabled", True)
+    yield
+
+
+# -- quant and dequant: per tensor
+
+VARIANTS = [
+    {},
+    {"signed": True},
+    {"symmetric": True},
+    {"signed": True, "narrow": True},
+    {"symmetric": True, "narrow": True},
+    {"no_clipping": True},
+    {"signed": True, "no_clipping": True},
+]
+
+
+@pytest.mark.parametrize("n_bits", [2, 3, 4, 5, 7, 8, 11, 12, 16])
+@pytest.mark.parametrize("variant", range(len(VARIANTS)))
+def test_quant_matches_numpy_per_tensor(n_bits: int, variant: int) -> None:
+    flags = VARIANTS[variant]
+    rng = numpy.random.default_rng(1000 * n_bits + variant)
+    for dtype in FLOATS:
+        for center in (0.0, 3.0, -700.0, 1000.0):  # far from 0: zero points beyond 65535 with 16 bits
+            calibration = _random_values(rng, dtype, (40,), center)
+            quantizer = _quantizer(calibration, n_bits, **flags)
+            # Values inside and outside the calibrated range, and on the half-way points.
+            beyond = (calibration.astype(numpy.float64) * 1.5 - center * 0.5).astype(dtype)
+            halves = (quantizer.scale * (numpy.arange(-20, 20) + 0.5 - quantizer.zero_point)).astype(dtype)
+            values = numpy.concatenate([calibration, beyond, halves]).reshape(2, -1)
+            _check_quant(quantizer, values)
+
+
+def test_big_zero_points_change_the_addition_dtype() -> None:
+    # Values far from 0 on 16 bits: the zero point is beyond float32's exact "small scalar"
+    # range, so numpy 1.24 adds it in float64 (float32 for float16 values); torch must too.
+    rng = numpy.random.default_rng(7)
+    for dtype in FLOATS:
+        for center in (-500.0, 500.0) if dtype == numpy.float16 else (-5000.0, 5000.0):
+            calibration = (center + rng.uniform(0, 1, 50)).astype(dtype)
+            quantizer = _quantizer(calibration, 16)
+            assert abs(int(quantizer.zero_point)) >= 65536
+            _, zero_point = kernels._plain_plan.__wrapped__(
+                calibration.dtype, quantizer.scale, quantizer.zero_point
+            )
+            if dtype != numpy.float64:  # the case under test: a wider addition
+                assert zero_point.dtype.itemsize > calibration.dtype.itemsize
+            values = (center + rng.uniform(-0.2, 1.2, 3000)).astype(dtype)
+            _check_quant(quantizer, values)
+
+
+@pytest.mark.parametrize("dtype", [numpy.int8, numpy.int16, numpy.int32, numpy.int64, numpy.uint8, bool])
+def test_integer_and_bool_values(dtype: Any) -> None:
+    rng = numpy.random.default_rng(3)
+    quantizer = _quantizer(numpy.array([-3.0, 0.0, 90.0]), 6, signed=True)
+    values = rng.integers(-200, 200, size=(7, 9)).astype(dtype)
+    _check_quant(quantizer, values)
+    _check_quant(_quantizer(numpy.array([-3.0, 0.0, 90.0]), 6, no_clipping=True), values)
+
+
+def test_qat_values_on_a_grid() -> None:
+    grid = numpy.arange(-6, 10) * 0.25
+    inferred = _quantizer(grid, 4, qat=True)  # scale inferred from the grid: no clipping
+    assert float(inferred.scale) == 0.25
+    values = numpy.array([-9.0, -1.5, 0.125, 0.375, 2.0, 40.0])
+    codes = _check_quant(inferred, values)
+    assert codes.tolist() == [-36, -6, 0, 2, 8, 160]
+    precomputed = _quantizer(grid, 4, qat=True, precomputed_qat=True)  # clipped to [0, 15]
+    assert _check_quant(precomputed, values).tolist() == [0, 0, 0, 2, 8, 15]
+    for dtype in (numpy.float16, numpy.float32):
+        _check_quant(inferred, values.astype(dtype))
+        _check_quant(precomputed, values.astype(dtype))
+
+
+def test_on_paper() -> None:
+    quantizer = UniformQuantizer(QuantizationOptions(3), None, UniformQuantizationParameters(0.5, 2, 0))
+    values = torch.tensor([-1.0, -0.75, -0.25, 0.25, 0.75, 9.0])
+    codes = TorchUniformQuantizer(quantizer).quant(values)
+    # x / 0.5 + 2 = 0, 0.5, 1.5, 2.5, 3.5, 20: halves round to even, 20 clips to 7.
+    assert codes.tolist() == [0, 0, 2, 2, 4, 7]
+    assert TorchUniformQuantizer(quantizer).dequant(codes).tolist() == [-1.0, -1.0, 0.0, 0.0, 1.0, 2.5]
+
+
+def test_code_dtypes() -> None:
+    rng = numpy.random.default_rng(11)
+    values = rng.normal(size=(5, 8)).astype(numpy.float32)
+    for n_bits in (4, 16):
+        quantizer = _quantizer(values, n_bits, signed=True)
+        for dtype in (torch.int64, torch.int32, torch.float32, torch.float64):
+            codes = _check_quant(quantizer, values, dtype)
+            assert codes.dtype == dtype
+
+
+def test_code_dtypes_that_cannot_hold_the_codes_are_refused() -> None:
+    values = numpy.array([0.0, 1.0])
+    for n_bits, dtype, numpy_dtype in ((32, torch.int32, "int32"), (25, torch.float32, "float32")):
+        quantizer = _quantizer(values, n_bits)
+        with pytest.raises(InvalidValueError, match="not all exactly representable") as numpy_error:
+            quantizer.quant(values, dtype=numpy_dtype)
+        with pytest.raises(InvalidValueError, match="not all exactly representable") as torch_error:
+            TorchUniformQuantizer(quantizer).quant(torch.from_numpy(values), dtype)
+        assert str(torch_error.value) == str(numpy_error.value)
+    # Without clipping the codes themselves are checked.
+    unclipped = _quantizer(values, 4, no_clipping=True)
+    assert (
+        _check_quant(unclipped, numpy.array([1e6], dtype=numpy.float32), torch.float32).dtype == torch.float32
+    )
+    with pytest.raises(InvalidValueError, match=r"codes in \[0, 150000000000\]"):
+        TorchUniformQuantizer(unclipped).quant(torch.tensor([0.0, 1e10], dtype=torch.float64), torch.float32)
+    with pytest.raises(InvalidTypeError, match=r"torch\.int64 \(default\), torch\.int32"):
+        TorchUniformQuantizer(unclipped).quant(torch.tensor([1.0]), torch.int8)
+    with pytest.raises(InvalidTypeError, match=r"got \['int64'\]"):
+        TorchUniformQuantizer(unclipped).quant(torch.tensor([1.0]), ["int64"])
+
+
+def test_nan_is_refused() -> None:
+    quantizer = _quantizer(numpy.array([0.0, 1.0]), 8)
+    for dtype in FLOATS:
+        values = numpy.array([0.5, numpy.nan, 0.25], dtype=dtype)
+        with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
+            quantizer.quant(values)
+        with pytest.raises(
+            InvalidValueError, match=rf"cannot quantize NaN.*shape \(3,\), dtype torch.{dtype.__name__}"
+        ):
+            TorchUniformQuantizer(quantizer).quant(torch.from_numpy(values))
+
+
+def test_a_scale_that_underflows_in_float16_gives_what_numpy_gives() -> None:
+    # float16(1e-9) is 0: x / 0 is infinite (clipped to the top code) and 0 / 0 is NaN (refused).
+    quantizer = UniformQuantizer(QuantizationOptions(8), None, UniformQuantizationParameters(1e-9, 0, 0))
+    _check_quant(quantizer, numpy.array([1.0, -2.0], dtype=numpy.float16))
+    with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
+        TorchUniformQuantizer(quantizer).quant(torch.tensor([0.0, 1.0], dtype=torch.float16))
+
+
+def test_codes_beyond_int64_without_clipping_are_refused() -> None:
+    quantizer = _quantizer(numpy.array([0.0, 1.0]), 8, no_clipping=True)
+    for value in (1e300, -1e300, float("inf")):
+        with pytest.raises(InvalidValueError, match="beyond int64") as numpy_error:
+            quantizer.quant(numpy.array([0.0, value]))
+        with pytest.raises(InvalidValueError, match="beyond int64") as torch_error:
+            TorchUniformQuantizer(quantizer).quant(torch.tensor([0.0, value], dtype=torch.float64))
+        assert str(torch_error.value) == str(numpy_error.value)
+    # With clipping, infinities clip to the end codes.
+    clipping = _quantizer(numpy.array([0.0, 1.0]), 8)
+    _check_quant(clipping, numpy.array([-numpy.inf, 0.5, numpy.inf], dtype=numpy.float32))
+
+
+def test_zero_dimensional_tensors_follow_numpys_scalar_rules(plain_numpy_path: None) -> None:
+    rng = numpy.random.default_rng(5)
+    quantizer = _quantizer(rng.normal(size=50), 12, signed=True)
+    differ = 0
+    for dtype in FLOATS:
+        for value in rng.normal(size=300).astype(dtype):
+            array = numpy.asarray(value)
+            codes = _check_quant(quantizer, array)
+            assert codes.shape == ()
+            differ += int(codes) != int(quantizer.quant(array.reshape(1))[0])
+    assert differ  # some values give another code as a 0-d array (float64 division) than in a 1-d one
+
+
+def test_rounding_modes() -> None:
+    rng = numpy.random.default_rng(9)
+    for rounding in ("half_up", "floor", "ceil"):
+        for dtype in FLOATS:
+            calibration = rng.normal(size=64).astype(dtype)
+            quantizer = _quantizer(calibration, 6, signed=True, rounding=rounding)
+            halves = (quantizer.scale * (numpy.arange(-8, 8) + 0.5 - quantizer.zero_point)).astype(dtype)
+            _check_quant(quantizer, numpy.concatenate([calibration, halves]))
+
+
+def test_stochastic_rounding_uses_the_quantizers_generator() -> None:
+    values = numpy.random.default_rng(2).normal(size=(4, 50)).astype(numpy.float32)
+    first = _quantizer(values, 3, rounding="stochastic", seed=4)
+    second = _quantizer(values, 3, rounding="stochastic", seed=4)
+    torch_quantizer = TorchUniformQuantizer(first)
+    for _ in range(2):  # the generator advances as with numpy calls
+        _assert_same(torch_quantizer.quant(torch.from_numpy(values)), second.quant(values))
+
+
+# -- per axis and per block
+
+
+def _channels(rng: numpy.random.Generator, shape: tuple[int, ...], axis: int, dtype: Any) -> numpy.ndarray:
+    """Values whose channels along ``axis`` have very different ranges (one is constant, one is
+    far from 0 so that its zero point exceeds 65535 on 16 bits)."""
+    values = rng.normal(size=shape)
+    size = shape[axis]
+    centers = numpy.linspace(-2.0, 2.0, size)
+    centers[-1] = 3000.0
+    widths = numpy.geomspace(0.01, 10.0, size)
+    layout = [1] * len(shape)
+    layout[axis] = size
+    values = values * widths.reshape(layout) + centers.reshape(layout)
+    values[(slice(None),) * axis + (0,)] = -1.5  # a constant channel: offset 0 when signed
+    return values.astype(dtype)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2, -1])
+@pytest.mark.parametrize(
+    "flags", [{}, {"signed": True}, {"symmetric": True, "narrow": True}, {"no_clipping": True}]
+)
+def test_quant_matches_numpy_per_axis(axis: int, flags: dict[str, bool]) -> None:
+    rng = numpy.random.default_rng(abs(axis) * 10 + len(flags))
+    for dtype in FLOATS:
+        for n_bits in (3, 8, 16):
+            calibration = _channels(rng, (4, 5, 6), axis, dtype)
+            quantizer = _quantizer(calibration, n_bits, axis=axis, **flags)
+            shape = [1, 1, 1]
+            shape[axis] = calibration.shape[axis]
+            assert quantizer.scale.shape == tuple(shape)
+            _check_quant(quantizer, calibration)
+            _check_quant(quantizer, (calibration.astype(numpy.float64) * 1.5 + 1).astype(dtype))
+            for code_dtype in (torch.int32, torch.float64):
+                _check_quant(quantizer, calibration, code_dtype)
+            with pytest.raises(InvalidValueError, match="block grid"):
+                TorchUniformQuantizer(quantizer).quant(torch.zeros(7, 7, 7))
+
+
+def test_per_axis_blocks_with_different_dtype_plans() -> None:
+    rng = numpy.random.default_rng(21)
+    for dtype in (numpy.float16, numpy.float32):  # float64 values are computed in float64 only
+        calibration = _channels(rng, (3, 6, 5), 1, dtype)
+        quantizer = _quantizer(calibration, 16, axis=1)
+        plans = {
+            tuple(
+                part.dtype for part in kernels._plain_plan.__wrapped__(calibration.dtype, scale, zero_point)
+            )
+            for scale, zero_point in zip(quantizer.scale.flat, quantizer.zero_point.flat, strict=True)
+        }
+        assert len(plans) > 1  # the case under test: channels computed in different dtypes
+        _check_quant(quantizer, calibration)
+        _check_quant(quantizer, calibration.swapaxes(0, 2).copy().swapaxes(0, 2))  # non-contiguous
+
+
+def test_non_contiguous_tensors() -> None:
+    rng = numpy.random.default_rng(4)
+    calibration = _channels(rng, (4, 5, 6), 1, numpy.float32)
+    quantizer = _quantizer(calibration, 8, signed=True, axis=1)
+    tensor = torch.from_numpy(calibration.transpose(2, 1, 0).copy()).permute(2, 1, 0)
+    assert not tensor.is_contiguous()
+    codes = TorchUniformQuantizer(quantizer).quant(tensor)
+    _assert_same(codes, quantizer.quant(tensor.numpy()))
+
+
+@pytest.mark.parametrize("block_size", [(2, 5, 3), (1, 1, 6), (4, 1, 2), (2, 5, 6)])
+def test_quant_matches_numpy_per_block(block_size: tuple[int, int, int]) -> None:
+    rng = numpy.random.default_rng(sum(block_size))
+    for dtype in FLOATS:
+        calibration = (rng.normal(size=(4, 5, 6)) * 3 + numpy.arange(6) * 2000).astype(dtype)
+        for flags in ({}, {"signed": True}, {"no_clipping": True}):
+            quantizer = _quantizer(
+                calibration, 16 if dtype != numpy.float16 else 8, block_size=block_size, **flags
+            )
+            _check_quant(quantizer, calibration)
+            _check_quant(quantizer, (calibration.astype(numpy.float64) * 1.25).astype(dtype))
+
+
+def test_dequant_matches_numpy() -> None:
+    rng = numpy.random.default_rng(8)
+    calibration = rng.normal(size=(3, 4)) * 5
+    per_tensor = _quantizer(calibration, 8, signed=True)
+    per_axis = _quantizer(_channels(rng, (3, 4, 2), 1, numpy.float64), 16, axis=1)
+    for quantizer in (per_tensor, per_axis):
+        torch_quantizer = TorchUniformQuantizer(quantizer)
+        codes = quantizer.quant(_channels(rng, (3, 4, 2), 1, numpy.float64))
+        _assert_same(torch_quantizer.dequant(torch.from_numpy(codes)), quantizer.dequant(codes))
+        for dtype in (numpy.int32, numpy.uint16, numpy.float16, numpy.float32, numpy.float64):
+            typed = (codes % 2000).astype(dtype)
+            _assert_same(torch_quantizer.dequant(torch.from_numpy(typed)), quantizer.dequant(typed))
+    # 0-d codes, and float codes that numpy keeps in their own precision.
+    _assert_same(
+        TorchUniformQuantizer(per_tensor).dequant(torch.tensor(5)), per_tensor.dequant(numpy.asarray(5))
+    )
+    half = numpy.array([1.0, 2.0], dtype=numpy.float16)
+    assert per_tensor.dequant(half).dtype == numpy.float16
+    _assert_same(TorchUniformQuantizer(per_tensor).dequant(torch.from_numpy(half)), per_tensor.dequant(half))
+
+
+def test_changed_parameters_are_seen() -> None:
+    quantizer = _quantizer(numpy.array([0.0, 1.0]), 4)
+    torch_quantizer = TorchUniformQuantizer(quantizer)
+    values = torch.tensor([0.2, 0.9])
+    before = torch_quantizer.quant(values)
+    _assert_same(before, quantizer.quant(values.numpy()))
+    quantizer.scale = numpy.float64(0.5)
+    after = torch_quantizer.quant(values)
+    _assert_same(after, quantizer.quant(values.numpy()))
+    assert after.tolist() == [0, 2] != before.tolist()  # 0.4 and 1.8 rounded
+    # Per-axis parameters, then the same arrays without the axis (numpy broadcasting).
+    values = numpy.random.default_rng(6).normal(size=(3, 4)).astype(numpy.float32)
+    per_axis = _quantizer(values, 8, axis=1)
+    torch_quantizer = TorchUniformQuantizer(per_axis)
+    _assert_same(torch_quantizer.quant(torch.from_numpy(values)), per_axis.quant(values))
+    per_axis.axis = None
+    _assert_same(torch_quantizer.quant(torch.from_numpy(values)), per_axis.quant(values))
+
+
+def test_a_float_zero_point_is_not_taken_for_an_equal_int() -> None:
+    # numpy 1.24 adds int64(300) to float16 values in float32 but float64(300.0) in float16.
+    values = numpy.arange(0, 30, 0.01).astype(numpy.float16)
+    results = {}
+    for zero_point in (300, 300.0):  # (keyed by type below: 300 == 300.0)
+        quantizer = UniformQuantizer(
+            QuantizationOptions(16), None, UniformQuantizationParameters(0.013, zero_point, 0)
+        )
+        kernels._plain_plan.cache_clear()  # intquant's own cache does not tell 300 from 300.0
+        results[type(zero_point)] = _check_quant(quantizer, values)
+    assert not torch.equal(results[int], results[float])
+
+
+def test_parameters_of_unusual_types_take_the_numpy_path() -> None:
+    values = numpy.array([[0.3, 1.7], [2.2, -0.4]], dtype=numpy.float32)
+    quantizer = UniformQuantizer(QuantizationOptions(4), None, UniformQuantizationParameters(0.5, 2, 0))
+    quantizer.scale = numpy.array([0.5, 0.25])  # array parameters without axis: numpy broadcasting
+    _check_quant(quantizer, values)
+    quantizer.scale = 2  # an integer scale (dequant refuses it)
+    _assert_same(TorchUniformQuantizer(quantizer).quant(torch.from_numpy(values)), quantizer.quant(values))
+
+
+# -- errors
+
+
+def test_errors() -> None:
+    quantizer = _quantizer(numpy.array([0.0, 1.0]), 4)
+    torch_quantizer = TorchUniformQuantizer(quantizer)
+    with pytest.raises(InvalidTypeError, match=r"must be a torch\.Tensor; got ndarray"):
+        torch_quantizer.quant(numpy.array([1.0]))
+    with pytest.raises(InvalidTypeError, match=r"got torch\.bfloat16 with shape \(2,\)"):
+        torch_quantizer.quant(torch.zeros(2, dtype=torch.bfloat16))
+    with pytest.raises(InvalidTypeError, match=r"got torch\.complex64"):
+        torch_quantizer.dequant(torch.zeros(2, dtype=torch.complex64))
+    with pytest.raises(InvalidTypeError, match=r"wraps an intquant\.UniformQuantizer; got dict"):
+        TorchUniformQuantizer({})
+    with pytest.raises(MissingParameterError, match="has no scale, zero_point, offset"):
+        TorchUniformQuantizer(UniformQuantizer(QuantizationOptions(4))).quant(torch.tensor([1.0]))
+    with pytest.raises(InvalidValueError, match="scale must be finite and non-zero"):
+        TorchUniformQuantizer(
+            UniformQuantizer(QuantizationOptions(4), None, UniformQuantizationParameters(0.0, 0, 0))
+        ).quant(torch.tensor([1.0]))
+    quantizer.scale = numpy.array([1.0], dtype=numpy.float32)
+    with pytest.raises(InvalidDtypeError, match="float or a float64 array"):
+        torch_quantizer.dequant(torch.tensor([1]))
+    with pytest.raises(InvalidTypeError, match=r"needs float16, float32 or float64 values; got torch\.int64"):
+        fake_quant(torch.tensor([1]), _quantizer(numpy.array([0.0, 1.0]), 4))
+
+
+def test_import_intquant_does_not_import_torch() -> None:
+    code = "import sys, intquant, intquant.quantizers; assert 'torch' not in sys.modules; print('ok')"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+        == "ok\n"
+    )
+
+
+def test_a_missing_torch_gives_an_intquant_error() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "try:\n    import intquant.torch\n"
+        "except ImportError as error:\n"
+        "    from intquant.errors import IntquantError\n"
+        "    print(type(error).__name__, isinstance(error, IntquantError), error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.startswith("MissingDependencyError True intquant.torch needs PyTorch")
+    assert 'pip install "intquant[torch]"' in result.stdout
+    assert issubclass(TorchUnavailableError, IntquantError) and issubclass(TorchUnavailableError, ImportError)
+
+
+# -- fake quantization
+
+
+def _gradient(values: torch.Tensor, quantizer: Any) -> torch.Tensor:
+    leaf = values.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(fake_quant(leaf, quantizer).sum(), leaf)
+    return gradient
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float32, torch.float64])
+def test_fake_quant_forward(dtype: torch.dtype) -> None:
+    rng = numpy.random.default_rng(12)
+    calibration = _channels(rng, (3, 4, 5), 1, numpy.float64)
+    for quantizer in (_quantizer(calibration, 5, signed=True), _quantizer(calibration, 16, axis=1)):
+        torch_quantizer = TorchUniformQuantizer(quantizer)
+        tensor = torch.from_numpy(calibration * 1.2).to(dtype)
+        expected = torch_quantizer.dequant(torch_quantizer.quant(tensor)).to(dtype)
+        restored = fake_quant(tensor, torch_quantizer)
+        assert restored.dtype == dtype and torch.equal(restored, expected)
+        assert torch.equal(fake_quant(tensor, quantizer), expected)  # a UniformQuantizer works too
+        numpy_expected = quantizer.dequant(quantizer.quant(tensor.numpy())).astype(tensor.numpy().dtype)
+        assert restored.numpy().tobytes() == numpy_expected.tobytes()
+
+
+def test_fake_quant_gradient_is_one_inside_the_range_only() -> None:
+    quantizer = _quantizer(numpy.array([-1.0, 2.0]), 4, signed=True)
+    scale, zero_point = float(quantizer.scale), int(quantizer.zero_point)
+    low, high = scale * (-8 - zero_point), scale * (7 - zero_point)  # the representable range
+    assert low == pytest.approx(-1.0) and high == pytest.approx(2.0)
+    inside = [low, low + 0.01, 0.0, 0.7, high - 1e-9, high]
+    outside = [numpy.nextafter(low, -3.0), low - 0.5, numpy.nextafter(high, 3.0), high + 0.07, 50.0]
+    values = torch.tensor(inside + outside, dtype=torch.float64)
+    gradient = _gradient(values, quantizer)
+    assert gradient.tolist() == [1.0] * len(inside) + [0.0] * len(outside)
+    # float32 values are compared exactly too.
+    assert _gradient(values.float(), quantizer).dtype == torch.float32
+
+
+def test_fake_quant_gradient_without_clipping_is_one() -> None:
+    values = torch.tensor([-100.0, 0.5, 1e6])
+    unclipped = _quantizer(numpy.array([0.0, 1.0]), 4, no_clipping=True)
+    assert _gradient(values, unclipped).tolist() == [1.0, 1.0, 1.0]
+    inferred_qat = _quantizer(numpy.arange(8) * 0.5, 3, qat=True)
+    assert _gradient(values, inferred_qat).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_fake_quant_gradient_with_a_negative_scale() -> None:
+    quantizer = _quantizer(numpy.array([-2.0, -2.0]), 3)  # a constant negative range: scale -2
+    assert float(quantizer.scale) == -2.0 and int(quantizer.zero_point) == 0
+    values = torch.tensor([-14.5, -14.0, -3.0, 0.0, 0.5])  # the range is [-2 * 7, -2 * 0]
+    assert _gradient(values, quantizer).tolist() == [0.0, 1.0, 1.0, 1.0, 0.0]
+
+
+def test_fake_quant_gradient_per_axis() -> None:
+    # Channels [-1, 1], [0, 4] and [-10, -2]; per channel 3 values inside, 2 outside (5% of the
+    # range beyond each end: the representable range differs from [rmin, rmax] by < scale / 2).
+    weights = numpy.array([[-1.0, 1.0], [0.0, 4.0], [-10.0, -2.0]])
+    values = numpy.array(
+        [[-0.9, 0.0, 0.9, 1.1, -1.1], [0.2, 2.0, 3.8, 4.2, -0.2], [-9.6, -6.0, -2.4, -1.6, -10.4]]
+    )
+    expected = [[1.0, 1.0, 1.0, 0.0, 0.0]] * 3
+    for quantizer in (_quantizer(weights, 8, axis=0), _quantizer(weights.T.copy(), 8, axis=1)):
+        transposed = quantizer.scale.shape == (1, 3)
+        tensor = torch.from_numpy(values.T.copy() if transposed else values)
+        gradient = _gradient(tensor, TorchUniformQuantizer(quantizer))
+        assert (gradient.T if transposed else gradient).tolist() == expected
+
+
+def test_quantization_aware_training_fits_y_equals_2x() -> None:
+    torch.manual_seed(0)
+    inputs = torch.linspace(-1.0, 1.0, 64).unsqueeze(1)
+    targets = 2.0 * inputs
+    quantizer = TorchUniformQuantizer(_quantizer(numpy.array([-3.0, 3.0]), 6, symmetric=True))
+    weight = torch.nn.Parameter(torch.tensor([[0.1]]))
+    optimizer = torch.optim.SGD([weight], lr=0.2)
+    losses = []
+    for _ in range(60):
+        optimizer.zero_grad()
+        loss = torch.mean((inputs @ fake_quant(weight, quantizer) - targets) ** 2)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    step = float(quantizer.quantizer.scale)
+    assert losses[-1] < losses[0] / 100
+    assert abs(float(fake_quant(weight, quantizer).detach()) - 2.0) <= step  # one of the two nearest codes
