@@ -1,0 +1,728 @@
+"""Dask arrays: calibrate, quantize and dequantize arrays larger than memory, or than a machine.
+
+Needs the ``dask`` extra (``pip install "intquant[dask]"``: ``dask[array]`` and ``distributed``).
+dask is imported when one of these functions is first called, never by ``import intquant`` nor
+by ``import intquant.dask``; without it they raise :class:`MissingDependencyError`.
+
+* :func:`compute_statistics` — ``rmin = min(x)``, ``rmax = max(x)`` and
+  ``uvalues = unique(round(x, 2))`` (per tensor, per axis or per block) as one tree reduction:
+  each chunk is summarized by :func:`intquant.kernels.minmax_statistics`, and summaries are
+  merged ``split_every`` at a time with :func:`intquant.statistics.merge_statistics`
+  (``min``, ``max`` and :func:`intquant.kernels.merge_uniques`), the rule
+  :meth:`~intquant.MinMaxQuantizationStats.update` uses. Data are read once and never gathered:
+  only summaries travel.
+* :func:`update_statistics` — fold a dask array into existing statistics, like
+  :meth:`~intquant.MinMaxQuantizationStats.update`; :meth:`~intquant.MinMaxQuantizationStats.merge`
+  works on the results as usual.
+* :func:`quantizer_from` — a calibrated :class:`~intquant.UniformQuantizer` in one call.
+* :func:`quant` and :func:`dequant` — lazy, chunk by chunk (``map_blocks``):
+  ``q = clip(round(x / scale + zero_point), low, high)`` and ``x = scale * (q - zero_point)``.
+
+Results equal the numpy path's (:meth:`~intquant.MinMaxQuantizationStats.compute_quantization_stats`,
+:meth:`~intquant.UniformQuantizer.quant`, :meth:`~intquant.UniformQuantizer.dequant` on the
+computed array): codes and dequantized values bit for bit, ``rmin``/``rmax`` with the same
+numpy scalar types, ``uvalues`` exactly but for one case, the sign of a zero. When the rounded
+values of a tensor (or block) spread over several chunks hold both ``-0.0`` and ``0.0``, numpy
+1.24's ``unique`` keeps the zero its sort of all the data leaves first, which no summary can
+know; this module keeps the zero of the first chunk (in C order of the chunk grid) that holds a
+zero — exactly what ``MinMaxQuantizationStats.update`` gives when fed the chunks in that order.
+A tensor or block inside one chunk is always exact.
+
+Granularity: per-axis and per-block statistics, quantization and dequantization work with any
+chunking; a block split across chunks is summarized piece by piece and merged (so the zero-sign
+caveat applies to it), and each piece of it is quantized with its block's scale and zero point.
+Stochastic rounding is refused: its noise is drawn for the whole array in one stream, which no
+chunked computation can reproduce. The statistics need dask's standard arrays: the experimental
+query-planning arrays (``array.query-planning = True``) lack ``to_delayed`` so far.
+
+Running on a cluster
+--------------------
+These functions only build dask graphs and compute them on the current scheduler, so the same
+code runs on one machine (dask's threads, the default) and on many. For a cluster, start a
+scheduler (``dask scheduler``) and workers (``dask worker tcp://scheduler:8786``) on machines
+with the same intquant installed (tasks carry intquant's functions and the quantizer by pickle),
+store the data where every worker can read it (a shared file system, or an object store URL
+with fsspec), and connect a client, which becomes the default scheduler::
+
+    import dask.array as da
+    from dask.distributed import Client
+    import intquant
+    from intquant import dask as iqdask
+
+    client = Client("tcp://scheduler:8786")
+    values = da.from_zarr("/shared/activations.zarr")   # or da.from_npy_stack("/shared/acts")
+    quantizer = iqdask.quantizer_from(values, intquant.QuantizationOptions(8, is_signed=True))
+    codes = iqdask.quant(quantizer, values)               # lazy
+    codes.to_zarr("/shared/codes.zarr")                   # each worker writes its own chunks
+
+Each worker reads and summarizes its own chunks; the summaries (``rmin``, ``rmax`` and the
+distinct rounded values, a few kilobytes each) go up the reduction tree, and the client
+receives one. The calibrated quantizer, without its statistics, travels inside each
+quantization task. ``from_zarr``/``to_zarr`` need the ``zarr`` package. Chunks of tens of
+megabytes suit workers with a few gigabytes of memory; a worker process itself takes about
+85 MB, and about 200 MB once it has loaded numba for intquant's compiled loops (``fast`` extra).
+
+Examples
+--------
+>>> import numpy, dask.array as da
+>>> import intquant
+>>> from intquant import dask as iqdask
+>>> values = da.from_array(numpy.linspace(-1.0, 2.0, 12).reshape(3, 4), chunks=(2, 3))
+>>> stats = iqdask.compute_statistics(values)
+>>> float(stats.rmin), float(stats.rmax), stats.uvalues.size
+(-1.0, 2.0, 12)
+>>> quantizer = iqdask.quantizer_from(values, intquant.QuantizationOptions(4))
+>>> codes = iqdask.quant(quantizer, values)           # lazy: nothing computed yet
+>>> codes.compute().tolist()
+[[0, 1, 3, 4], [5, 7, 8, 10], [11, 12, 14, 15]]
+>>> restored = iqdask.dequant(quantizer, codes).compute()
+>>> bool((restored == quantizer.dequant(quantizer.quant(values.compute()))).all())
+True
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy
+
+from intquant._validation import check_n_bits, check_options, check_scale
+from intquant.errors import (
+    InvalidOptionsError,
+    InvalidTypeError,
+    InvalidValueError,
+    MissingDependencyError,
+)
+from intquant.extensions import check_extra_options
+from intquant.granularity import block_extent, check_grid, grid_shape
+from intquant.kernels import convert_codes, integer_bounds, minmax_statistics
+from intquant.parameters import UniformQuantizationParameters
+from intquant.quantizer import UniformQuantizer
+from intquant.statistics import MinMaxQuantizationStats, merge_statistics
+
+if TYPE_CHECKING:
+    import dask.array
+
+__all__ = [
+    "MissingDependencyError",
+    "compute_statistics",
+    "update_statistics",
+    "quantizer_from",
+    "quant",
+    "dequant",
+]
+
+#: How many summaries one merge task takes (the fan-in of the reduction tree).
+DEFAULT_SPLIT_EVERY = 8
+
+# A chunk's summary: block index (in the block grid) -> (rmin, rmax, uvalues) of its piece.
+_Summary = dict[tuple[int, ...], tuple[Any, Any, Any]]
+
+
+def _dask() -> ModuleType:
+    """The ``dask`` package, with ``dask.array`` loaded; imported on first use."""
+    try:
+        import dask
+        import dask.array
+    except ImportError as error:
+        raise MissingDependencyError(
+            f'intquant.dask needs dask with dask.array; install them with pip install "intquant[dask]" '
+            f"(dask[array] and distributed). Importing dask failed: {error}"
+        ) from error
+    return dask
+
+
+# -- statistics
+
+
+def compute_statistics(
+    array: dask.array.Array | numpy.ndarray,
+    *,
+    axis: int | None = None,
+    block_size: tuple[int, ...] | None = None,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> MinMaxQuantizationStats:
+    """Statistics of a dask array, computed on the current dask scheduler.
+
+    ``rmin = min(x)`` and ``rmax = max(x)`` are numpy scalars of the array's dtype and
+    ``uvalues = unique(rint(x * 100) / 100)`` (rounding half to even, in the array's float dtype)
+    a sorted array of that dtype: what
+    :meth:`~intquant.MinMaxQuantizationStats.compute_quantization_stats` gives for the computed
+    array. With ``axis`` or ``block_size`` (see :mod:`intquant.granularity`), ``rmin``/``rmax``
+    are arrays over the block grid and ``uvalues`` the list of each block's, in grid order.
+
+    One tree reduction computes all three: each chunk (each piece of a block, for per-axis or
+    per-block statistics) is summarized by :func:`intquant.kernels.minmax_statistics`, and
+    ``split_every`` summaries at a time are merged, in chunk order, by
+    :func:`intquant.statistics.merge_statistics`: ``min``, ``max`` and
+    :func:`intquant.kernels.merge_uniques`. The array is read once and never gathered.
+
+    ``uvalues`` are exact but for the sign of a zero: when a tensor or block spread over several
+    chunks holds both ``-0.0`` and ``0.0`` after rounding, the zero of its first chunk (C order of
+    the chunk grid) that holds one is kept; numpy 1.24 would keep the one its sort left first.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        Real (integer or float) values; a numpy array is wrapped with ``dask.array.asarray``.
+    axis : int, optional
+        One set of statistics per index along this axis.
+    block_size : tuple of int, optional
+        One set of statistics per block of this extent; the blocks must tile the array (the
+        dask chunks need not follow them).
+    split_every : int
+        How many summaries one merge task takes (at least 2).
+
+    Returns
+    -------
+    MinMaxQuantizationStats
+
+    Raises
+    ------
+    MissingDependencyError
+        Without dask.
+    InvalidTypeError
+        For values that are not integers or floats.
+    InvalidValueError
+        For an empty array or one of unknown shape, values with NaN or an infinity, or an
+        ``axis``/``block_size`` that does not fit the shape.
+
+    Examples
+    --------
+    >>> import numpy, dask.array as da
+    >>> values = da.from_array(numpy.array([[0.5, -1.0], [0.254, 3.0]]), chunks=1)
+    >>> stats = compute_statistics(values)
+    >>> float(stats.rmin), float(stats.rmax), stats.uvalues.tolist()
+    (-1.0, 3.0, [-1.0, 0.25, 0.5, 3.0])
+    >>> compute_statistics(values, axis=0).rmax.tolist()
+    [[0.5], [3.0]]
+    """
+    rmin, rmax, uvalues = _statistics(array, axis, block_size, split_every)
+    return MinMaxQuantizationStats(rmax=rmax, rmin=rmin, uvalues=uvalues)
+
+
+def update_statistics(
+    stats: MinMaxQuantizationStats,
+    array: dask.array.Array | numpy.ndarray,
+    *,
+    axis: int | None = None,
+    block_size: tuple[int, ...] | None = None,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> None:
+    """Fold a dask array into ``stats``, like :meth:`~intquant.MinMaxQuantizationStats.update`.
+
+    The array's statistics (:func:`compute_statistics`) are merged in with
+    :meth:`~intquant.MinMaxQuantizationStats.merge`: ``rmin = min(rmin, min(x))``,
+    ``rmax = max(rmax, max(x))``, ``uvalues`` the union (the zero already in ``stats`` is kept).
+    Empty statistics simply take the array's.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``stats`` is not a :class:`~intquant.MinMaxQuantizationStats`, or holds statistics of
+        another dtype or block grid (checked before anything is computed).
+
+    Other errors are those of :func:`compute_statistics`; on any error ``stats`` is unchanged.
+
+    Examples
+    --------
+    >>> import numpy, dask.array as da
+    >>> from intquant import MinMaxQuantizationStats
+    >>> stats = MinMaxQuantizationStats()
+    >>> update_statistics(stats, da.from_array(numpy.array([0.5, 1.0]), chunks=1))
+    >>> update_statistics(stats, da.from_array(numpy.array([-2.0, 0.5]), chunks=1))
+    >>> float(stats.rmin), float(stats.rmax), stats.uvalues.tolist()
+    (-2.0, 1.0, [-2.0, 0.5, 1.0])
+    """
+    if not isinstance(stats, MinMaxQuantizationStats):
+        raise InvalidTypeError(
+            f"update_statistics folds values into a MinMaxQuantizationStats; got "
+            f"{type(stats).__name__}. Create one with intquant.MinMaxQuantizationStats()."
+        )
+    values, extent = _calibration_values(array, axis, block_size)
+    if not stats.is_empty():
+        low = numpy.asarray(stats.rmin)
+        dtype, shape = low.dtype, low.shape
+        grid = grid_shape(values.shape, extent) if extent is not None else ()
+        if dtype != values.dtype or shape != grid:
+            raise InvalidTypeError(
+                f"cannot merge statistics of {values.dtype} values with block grid {grid} into "
+                f"statistics of {dtype} values with block grid {shape}; cast every batch to one "
+                f"dtype (array.astype) and use one granularity."
+            )
+    rmin, rmax, uvalues = _summarize(values, extent, split_every)
+    stats.merge(MinMaxQuantizationStats(rmax=rmax, rmin=rmin, uvalues=uvalues))
+
+
+def quantizer_from(
+    array: dask.array.Array | numpy.ndarray,
+    options: Any,
+    *,
+    no_clipping: bool = False,
+    split_every: int = DEFAULT_SPLIT_EVERY,
+) -> UniformQuantizer:
+    """A :class:`~intquant.UniformQuantizer` calibrated on a dask array.
+
+    Statistics come from :func:`compute_statistics` (per axis or per block when ``options``
+    say so), parameters from ``compute_quantization_parameters(options, stats)``: asymmetric
+    ``scale = (rmax - rmin) / (2**n - 1)`` and
+    ``zero_point = round((rmax * -offset - rmin * (2**n - 1 - offset)) / (rmax - rmin))``, or
+    symmetric ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)`` and ``zero_point = 0``.
+    The result equals the quantizer built from the computed array with the numpy API.
+
+    Parameters
+    ----------
+    array : dask.array.Array
+        Calibration values.
+    options : QuantizationOptions
+        ``n_bits``, the flags and the extra options (``axis``, ``block_size``, ...).
+    no_clipping : bool
+        Do not clip codes to the ``n_bits`` range.
+    split_every : int
+        Fan-in of the statistics' reduction tree.
+
+    Raises
+    ------
+    InvalidOptionsError, MissingParameterError, InvalidTypeError, InvalidValueError
+        For invalid options (checked before anything is computed), and as
+        :func:`compute_statistics` and ``compute_quantization_parameters`` raise.
+
+    Examples
+    --------
+    >>> import numpy, dask.array as da
+    >>> from intquant import QuantizationOptions
+    >>> values = da.from_array(numpy.array([-1.0, 0.0, 0.5, 2.0]), chunks=2)
+    >>> quantizer = quantizer_from(values, QuantizationOptions(4))
+    >>> float(quantizer.scale), int(quantizer.zero_point)
+    (0.2, 5)
+    """
+    check_options(options)
+    stats = compute_statistics(
+        array,
+        axis=getattr(options, "axis", None),
+        block_size=getattr(options, "block_size", None),
+        split_every=split_every,
+    )
+    params = UniformQuantizationParameters()
+    params.compute_quantization_parameters(options, stats)
+    return UniformQuantizer(options, stats, params, no_clipping=no_clipping)
+
+
+def _statistics(
+    array: Any, axis: int | None, block_size: tuple[int, ...] | None, split_every: int
+) -> tuple[Any, Any, Any]:
+    values, extent = _calibration_values(array, axis, block_size)
+    return _summarize(values, extent, split_every)
+
+
+def _calibration_values(
+    array: Any, axis: int | None, block_size: tuple[int, ...] | None
+) -> tuple[Any, tuple[int, ...] | None]:
+    """The validated dask array and its block extent (None for per-tensor statistics)."""
+    values = _dask_values(array, "calibration values")
+    if values.dtype.kind == "b":
+        raise InvalidTypeError(
+            f"calibration values must be integers or floats; got a bool array of shape "
+            f"{values.shape}. Convert it with values.astype(numpy.float64)."
+        )
+    _require_real(values, "calibration values")
+    if values.size == 0:
+        raise InvalidValueError(
+            f"cannot calibrate on an empty array (shape {values.shape}, dtype {values.dtype}); "
+            f"pass at least one value."
+        )
+    if axis is None and block_size is None:
+        return values, None
+    checked = check_extra_options(axis=axis, block_size=block_size)
+    return values, block_extent(values.shape, axis, checked["block_size"])
+
+
+def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) -> tuple[Any, Any, Any]:
+    """``(rmin, rmax, uvalues)`` of validated values, by a tree reduction of chunk summaries."""
+    if isinstance(split_every, bool) or not isinstance(split_every, int) or split_every < 2:
+        raise InvalidValueError(
+            f"'split_every' must be an int of at least 2 (summaries merged per task); got {split_every!r}."
+        )
+    dask = _dask()
+    if values.ndim == 0:
+        values = values.reshape(1)  # one chunk of one value: map_blocks needs a dimension
+    pieces = values.map_blocks(
+        _chunk_summary,
+        extent=extent,
+        dtype=object,
+        chunks=(1,) * values.ndim,
+        meta=numpy.empty((0,) * values.ndim, dtype=object),
+    )
+    merge = dask.delayed(_merge_summaries, pure=True)
+    level = list(pieces.to_delayed().ravel())  # C order of the chunk grid
+    while True:
+        level = [merge(*level[start : start + split_every]) for start in range(0, len(level), split_every)]
+        if len(level) == 1:
+            break
+    summary: _Summary = level[0].compute()
+    if extent is None:
+        rmin, rmax, uvalues = summary[(0,) * values.ndim]
+    else:
+        grid = grid_shape(values.shape, extent)
+        order = list(numpy.ndindex(grid))
+        rmin = numpy.array([summary[index][0] for index in order], dtype=values.dtype).reshape(grid)
+        rmax = numpy.array([summary[index][1] for index in order], dtype=values.dtype).reshape(grid)
+        uvalues = [summary[index][2] for index in order]
+    if not (numpy.all(numpy.isfinite(rmin)) and numpy.all(numpy.isfinite(rmax))):
+        bad = "NaN" if numpy.any(numpy.isnan(rmin)) or numpy.any(numpy.isnan(rmax)) else "an infinity"
+        raise InvalidValueError(
+            f"cannot calibrate on values containing {bad} (dask array of shape {values.shape}, "
+            f"dtype {values.dtype}): the range would not be finite. Remove or replace non-finite "
+            f"values first, e.g. with dask.array.nan_to_num."
+        )
+    return rmin, rmax, uvalues
+
+
+def _chunk_summary(
+    chunk: numpy.ndarray, extent: tuple[int, ...] | None, block_info: Any = None
+) -> numpy.ndarray:
+    """The summary of one chunk, as the single element of an object array (one per chunk).
+
+    Per tensor, the chunk's :func:`minmax_statistics`; per axis or block, that of each piece of
+    a block in the chunk, the piece flattened in C order as :func:`intquant.granularity.grouped`
+    does. A piece with NaN or an infinity gets ``(min, max, None)``: the caller reports it.
+    """
+    summary: _Summary = {}
+    if extent is None:
+        if chunk.size:
+            summary[(0,) * chunk.ndim] = _piece_statistics(chunk)
+    else:
+        for index, local in _pieces(block_info[0]["array-location"], extent):
+            piece = chunk[local]
+            if piece.size:
+                summary[index] = _piece_statistics(numpy.ascontiguousarray(piece).reshape(-1))
+    box = numpy.empty((1,) * chunk.ndim, dtype=object)
+    box[(0,) * chunk.ndim] = summary
+    return box
+
+
+def _piece_statistics(values: numpy.ndarray) -> tuple[Any, Any, Any]:
+    try:
+        return minmax_statistics(values)
+    except InvalidValueError:  # NaN or an infinity: keep them in rmin/rmax, reported at the end
+        return numpy.min(values), numpy.max(values), None
+
+
+def _merge_summaries(*parts: Any) -> _Summary:
+    """Merge summaries in order (each a dict, or a chunk's object array holding one)."""
+    merged: _Summary = {}
+    for part in parts:
+        summary: _Summary = part.reshape(-1)[0] if isinstance(part, numpy.ndarray) else part
+        for index, statistics in summary.items():
+            merged[index] = merge_statistics(merged[index], statistics) if index in merged else statistics
+    return merged
+
+
+def _pieces(
+    location: list[tuple[int, int]], extent: tuple[int, ...]
+) -> Iterator[tuple[tuple[int, ...], tuple[slice, ...]]]:
+    """``(block index, slices within the chunk)`` of each block a chunk at ``location`` meets.
+
+    ``location`` gives the chunk's ``(start, stop)`` along each dimension and ``extent`` a
+    block's size; a block ``k`` along a dimension covers ``[k * size, (k + 1) * size)``.
+    """
+    ranges = [
+        [
+            (block, slice(max(start, block * size) - start, min(stop, (block + 1) * size) - start))
+            for block in range(start // size, -(-stop // size))
+        ]
+        for (start, stop), size in zip(location, extent, strict=True)
+    ]
+    for combination in itertools.product(*ranges):
+        yield (
+            tuple(block for block, _ in combination),
+            tuple(piece for _, piece in combination),
+        )
+
+
+# -- quantization
+
+
+@dataclass(frozen=True)
+class _Blocks:
+    """Per-axis or per-block parameters: a block's extent and each block's scale, zero point and
+    offset (arrays of the grid's shape; ``offset`` None for dequantization)."""
+
+    extent: tuple[int, ...]
+    scale: numpy.ndarray
+    zero_point: numpy.ndarray
+    offset: Optional[numpy.ndarray]
+
+    def quantizer(self, template: UniformQuantizer, index: tuple[int, ...]) -> UniformQuantizer:
+        """A per-tensor quantizer holding block ``index``'s parameters."""
+        block = copy.copy(template)
+        block.scale, block.zero_point = self.scale[index], self.zero_point[index]
+        block.offset = None if self.offset is None else int(self.offset[index])
+        return block
+
+
+def quant(
+    quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray, dtype: Any = None
+) -> dask.array.Array:
+    """Quantize a dask array lazily, chunk by chunk: ``quantizer.quant`` of each chunk.
+
+    ``q = clip(round(x / scale + zero_point), low, high)`` as int64, where ``round`` is the
+    quantizer's rounding (half to even by default), the division and addition run in the dtypes
+    numpy 1.24 chooses (a float32 array is divided in float32), and
+    ``[low, high] = [-offset (+1 if is_narrow), 2**n_bits - 1 - offset]`` (no clipping with
+    ``no_clipping``, nor for QAT values whose parameters were inferred). Quantization is
+    elementwise, so each chunk's codes are those :meth:`~intquant.UniformQuantizer.quant` gives
+    for the whole array; per-axis or per-block parameters are sliced for each piece of a block
+    in a chunk, so the chunks need not follow the blocks.
+
+    Parameters
+    ----------
+    quantizer : UniformQuantizer
+        A quantizer with parameters (e.g. from :func:`quantizer_from`).
+    array : dask.array.Array
+        Values to quantize; a numpy array is wrapped with ``dask.array.asarray``.
+    dtype : optional
+        The codes' dtype: int64 (default), int32, float32, float64, or ``"smallest"`` (the
+        smallest integer dtype holding the clipping range).
+
+    Returns
+    -------
+    dask.array.Array
+        The codes, with the chunks of ``array``; nothing is computed yet.
+
+    Raises
+    ------
+    InvalidOptionsError
+        For stochastic rounding, whose noise stream cannot be split across chunks.
+    MissingParameterError, InvalidTypeError, InvalidValueError
+        As :meth:`~intquant.UniformQuantizer.quant` raises, checked now where the data are not
+        needed (parameters, scale, dtypes, block grid); a NaN value or a code that ``dtype``
+        cannot hold is reported when the codes are computed. ``"smallest"`` without clipping is
+        refused: the dtype would depend on every code.
+
+    Examples
+    --------
+    >>> import numpy, dask.array as da
+    >>> from intquant import QuantizationOptions
+    >>> values = da.from_array(numpy.array([-1.0, 0.0, 0.5, 2.0]), chunks=2)
+    >>> quantizer = quantizer_from(values, QuantizationOptions(4))
+    >>> quant(quantizer, values).compute().tolist()
+    [0, 5, 8, 15]
+    >>> quant(quantizer, values, dtype="smallest").dtype
+    dtype('int8')
+    """
+    if getattr(quantizer, "rounding", "half_even") == "stochastic":
+        raise InvalidOptionsError(
+            "quant cannot quantize a dask array with stochastic rounding: the noise is drawn for "
+            "the whole array in one random stream, which chunks computed apart cannot reproduce. "
+            "Use another rounding mode, or quantizer.quant on a numpy array."
+        )
+    values = _dask_values(array, "values to quantize")
+    _require_real(values, "values to quantize")
+    template, blocks = _plan(quantizer, values.shape, need_offset=True)
+    clipping = not quantizer.no_clipping and (not quantizer.is_qat or quantizer.is_precomputed_qat)
+    probe = numpy.zeros((0,), dtype=values.dtype)
+    if blocks is None:
+        template.quant(probe)  # checks parameters, scale, n_bits and the values' dtype now
+        offsets: Any = [template.offset]
+    else:
+        check_scale(blocks.scale)
+        blocks.quantizer(template, (0,) * blocks.scale.ndim).quant(probe)
+        offsets = numpy.unique(numpy.asarray(blocks.offset))
+    span = None
+    if clipping:
+        n_bits, narrow = check_n_bits(getattr(quantizer, "n_bits", None)), bool(quantizer.is_narrow)
+        lows, highs = zip(*(integer_bounds(n_bits, int(offset), narrow) for offset in offsets), strict=True)
+        span = (min(lows), max(highs))
+    if isinstance(dtype, str) and dtype == "smallest" and span is None:
+        raise InvalidValueError(
+            "quant cannot choose the 'smallest' dtype for a dask array without clipping: it would "
+            "depend on every code. Pass an explicit dtype (int64 holds every code)."
+        )
+    out_dtype = (
+        numpy.dtype(numpy.int64)
+        if dtype is None
+        else convert_codes(numpy.zeros(1, numpy.int64), dtype, span).dtype
+    )
+    meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
+    if blocks is None:
+        return values.map_blocks(_quantize_chunk, template, dtype, out_dtype, dtype=out_dtype, meta=meta)
+    return values.map_blocks(
+        _quantize_blocks,
+        template,
+        blocks,
+        dtype,
+        span,
+        dtype=out_dtype,
+        meta=meta,
+    )
+
+
+def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray) -> dask.array.Array:
+    """Dequantize a dask array lazily, chunk by chunk: ``x = scale * (q - float64(zero_point))``.
+
+    Each chunk's values are those :meth:`~intquant.UniformQuantizer.dequant` gives for the whole
+    array: integer codes give float64, float16/float32 codes keep their precision (numpy 1.24's
+    dtypes). Per-axis or per-block parameters are sliced for each piece of a block in a chunk.
+
+    Parameters
+    ----------
+    quantizer : UniformQuantizer
+        A quantizer with a scale and zero point.
+    array : dask.array.Array
+        Codes; a numpy array is wrapped with ``dask.array.asarray``.
+
+    Returns
+    -------
+    dask.array.Array
+        The values, with the chunks of ``array``; nothing is computed yet.
+
+    Raises
+    ------
+    MissingParameterError, InvalidDtypeError, InvalidTypeError, InvalidValueError
+        As :meth:`~intquant.UniformQuantizer.dequant` raises, checked now.
+
+    Examples
+    --------
+    >>> import numpy, dask.array as da
+    >>> from intquant import QuantizationOptions
+    >>> values = da.from_array(numpy.array([-1.0, 0.0, 0.5, 2.0]), chunks=2)
+    >>> quantizer = quantizer_from(values, QuantizationOptions(4))
+    >>> dequant(quantizer, quant(quantizer, values)).compute().tolist()
+    [-1.0, 0.0, 0.6000000000000001, 2.0]
+    """
+    values = _dask_values(array, "quantized values")
+    _require_real(values, "quantized values")
+    template, blocks = _plan(quantizer, values.shape, need_offset=False)
+    if blocks is None:
+        probe = numpy.zeros((1,) * values.ndim, dtype=values.dtype)
+        out_dtype = numpy.asarray(template.dequant(probe)).dtype  # checks scale and zero point now
+        meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
+        return values.map_blocks(_dequantize_chunk, template, dtype=out_dtype, meta=meta)
+    probe = numpy.zeros((1,), dtype=values.dtype)
+    # numpy's per-block path stacks the blocks' values: their common dtype.
+    out_dtype = numpy.result_type(
+        *(
+            blocks.quantizer(template, index).dequant(probe).dtype
+            for index in numpy.ndindex(blocks.scale.shape)
+        )
+    )
+    meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
+    return values.map_blocks(_dequantize_blocks, template, blocks, out_dtype, dtype=out_dtype, meta=meta)
+
+
+def _plan(
+    quantizer: UniformQuantizer, shape: tuple[int, ...], need_offset: bool
+) -> tuple[UniformQuantizer, _Blocks | None]:
+    """A per-tensor copy of the quantizer without statistics (what each task carries), and the
+    per-block parameters when the quantizer has them (None per tensor)."""
+    if not isinstance(quantizer, UniformQuantizer):
+        raise InvalidTypeError(
+            f"expected a UniformQuantizer; got {type(quantizer).__name__}. Build one with "
+            f"intquant.dask.quantizer_from(array, options)."
+        )
+    template = copy.copy(quantizer)
+    template.rmin = template.rmax = template.uvalues = None  # quant/dequant never read them
+    scale, zero_point, offset = quantizer.scale, quantizer.zero_point, quantizer.offset
+    grouped = (
+        isinstance(scale, numpy.ndarray)
+        and scale.ndim > 0
+        and (quantizer.axis is not None or quantizer.block_size is not None)
+        and zero_point is not None
+        and (offset is not None or not need_offset)
+    )
+    if not grouped:
+        if numpy.size(scale) > 1 or numpy.size(zero_point) > 1:
+            raise InvalidValueError(
+                f"the quantizer holds {numpy.size(scale)} scales and {numpy.size(zero_point)} zero "
+                f"points but no axis or block_size, so which value takes which parameters depends "
+                f"on broadcasting over the whole array, not chunk by chunk. Calibrate it per axis "
+                f"or per block (QuantizationOptions(..., axis=k))."
+            )
+        return template, None
+    extent = block_extent(shape, quantizer.axis, quantizer.block_size)
+    check_grid(shape, extent, scale)
+    template.axis = template.block_size = None
+    blocks = _Blocks(
+        extent,
+        scale,
+        numpy.broadcast_to(numpy.asarray(zero_point), scale.shape),
+        None if offset is None else numpy.broadcast_to(numpy.asarray(offset), scale.shape),
+    )
+    return template, blocks
+
+
+def _quantize_chunk(
+    chunk: numpy.ndarray, quantizer: UniformQuantizer, dtype: Any, out_dtype: numpy.dtype[Any]
+) -> numpy.ndarray:
+    if chunk.size == 0:
+        return numpy.empty(chunk.shape, dtype=out_dtype)
+    return numpy.asarray(quantizer.quant(chunk, dtype))
+
+
+def _quantize_blocks(
+    chunk: numpy.ndarray,
+    template: UniformQuantizer,
+    blocks: _Blocks,
+    dtype: Any,
+    span: tuple[int, int] | None,
+    block_info: Any = None,
+) -> numpy.ndarray:
+    """Codes of a chunk, each piece of a block quantized with that block's parameters, then
+    converted to ``dtype`` with the range of all blocks (as the numpy per-block path does)."""
+    codes = numpy.empty(chunk.shape, dtype=numpy.int64)
+    for index, local in _pieces(block_info[0]["array-location"], blocks.extent):
+        piece = chunk[local]
+        if piece.size:
+            codes[local] = blocks.quantizer(template, index).quant(piece)
+    if codes.size == 0:
+        return codes.astype(convert_codes(numpy.zeros(1, numpy.int64), dtype, span).dtype)
+    return numpy.asarray(convert_codes(codes, dtype, span))
+
+
+def _dequantize_chunk(chunk: numpy.ndarray, quantizer: UniformQuantizer) -> numpy.ndarray:
+    return numpy.asarray(quantizer.dequant(chunk))
+
+
+def _dequantize_blocks(
+    chunk: numpy.ndarray,
+    template: UniformQuantizer,
+    blocks: _Blocks,
+    out_dtype: numpy.dtype[Any],
+    block_info: Any = None,
+) -> numpy.ndarray:
+    values = numpy.empty(chunk.shape, dtype=out_dtype)
+    for index, local in _pieces(block_info[0]["array-location"], blocks.extent):
+        piece = chunk[local]
+        if piece.size:
+            values[local] = blocks.quantizer(template, index).dequant(piece)
+    return values
+
+
+# -- inputs
+
+
+def _dask_values(array: Any, what: str) -> Any:
+    """``array`` as a dask array of known shape (numpy arrays and the like are wrapped)."""
+    dask = _dask()
+    values = array if isinstance(array, dask.array.Array) else dask.array.asarray(array)
+    if any(math.isnan(size) for size in values.shape):
+        raise InvalidValueError(
+            f"{what} have unknown chunk sizes (shape {values.shape}); call array.compute_chunk_sizes() first."
+        )
+    return values
+
+
+def _require_real(values: Any, what: str) -> None:
+    if values.dtype.kind not in "biuf":
+        raise InvalidTypeError(
+            f"{what} must be real numbers (a bool, integer or float array); got dtype "
+            f"{values.dtype} with shape {values.shape}. Convert them with "
+            f"array.astype(numpy.float64) first."
+        )
