@@ -524,7 +524,70 @@ def _batch_range(values: Any) -> Range:
 # -- percentile
 
 
-class PercentileStats(JSONSerializable):
+class _HistogramCalibration(JSONSerializable):
+    """What the histogram methods share: collecting batches (:meth:`update`, :meth:`merge`),
+    equality and serialization of the collected state. A subclass holds its configuration
+    (``_config``) and reads a clipping range from the histogram (``range_for``), which it may
+    cache in ``_ranges`` per options; every change of the state clears that cache."""
+
+    _state: _HistogramState
+    _ranges: dict[Any, Range]
+
+    def _config(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def range_for(self, options: Any) -> Range:  # pragma: no cover - every subclass overrides it
+        raise NotImplementedError
+
+    def _set_state(self, state: _HistogramState) -> None:
+        self._state, self._ranges = state, {}
+
+    def compute_quantization_stats(self, values: Any) -> None:
+        """Forget what was collected, then :meth:`update` with ``values``."""
+        self._set_state(self._state.empty().with_values(_check_batch(values)))
+
+    def update(self, values: Any) -> None:
+        """Fold a batch in (non-empty, finite, real values; not changed)."""
+        self._set_state(self._state.with_values(_check_batch(values)))
+
+    def merge(self, other: Any) -> None:
+        """Fold in what ``other`` (same class and configuration) collected; ``other`` is unchanged."""
+        _check_mergeable(self, other, self._config(), other._config())
+        self._set_state(self._state.merged(other._state))
+
+    def is_empty(self) -> bool:
+        """Whether no values were collected yet."""
+        return self._state.is_empty()
+
+    @property
+    def rmin(self) -> Optional[numpy.float64]:
+        """``range_for(QuantizationOptions(8))[0]``, or None before any values."""
+        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[0]
+
+    @property
+    def rmax(self) -> Optional[numpy.float64]:
+        """``range_for(QuantizationOptions(8))[1]``, or None before any values."""
+        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[1]
+
+    @property
+    def uvalues(self) -> None:
+        """Always None: no distinct values are kept."""
+        return None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)) or type(other) is not type(self):
+            return NotImplemented
+        return self._config() == other._config() and self._state.same_as(other._state)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
+
+    def dump_dict(self) -> dict[str, Any]:
+        """The configuration, then the state: ``counts`` (int64 array), ``low``, ``high`` (the
+        grid), ``minimum``, ``maximum`` (numpy.float64; all five None before any values)."""
+        return {**self._config(), **self._state.dump()}
+
+
+class PercentileStats(_HistogramCalibration):
     """Clipping range from percentiles of a histogram of the values.
 
     ``range = (v((100 - p) / 100), v(p / 100))`` with ``p = percentile``, where ``v(q)`` is read
@@ -560,7 +623,7 @@ class PercentileStats(JSONSerializable):
     def __init__(self, percentile: float = 99.99, bins: int = 2048) -> None:
         self._percentile = _check_percentile(percentile)
         self._bins = _check_bins(bins)
-        self._state = _HistogramState(self._bins, absolute=False)
+        self._set_state(_HistogramState(self._bins, absolute=False))
 
     @property
     def percentile(self) -> float:
@@ -572,23 +635,6 @@ class PercentileStats(JSONSerializable):
 
     def _config(self) -> dict[str, Any]:
         return {"percentile": self._percentile, "bins": self._bins}
-
-    def compute_quantization_stats(self, values: Any) -> None:
-        """Forget what was collected, then :meth:`update` with ``values``."""
-        self._state = self._state.empty().with_values(_check_batch(values))
-
-    def update(self, values: Any) -> None:
-        """Fold a batch in (non-empty, finite, real values; not changed)."""
-        self._state = self._state.with_values(_check_batch(values))
-
-    def merge(self, other: PercentileStats) -> None:
-        """Fold in what ``other`` (same class and configuration) collected; ``other`` is unchanged."""
-        _check_mergeable(self, other, self._config(), other._config())
-        self._state = self._state.merged(other._state)
-
-    def is_empty(self) -> bool:
-        """Whether no values were collected yet."""
-        return self._state.is_empty()
 
     def range_for(self, options: Any) -> Range:
         """The clipping range ``(rmin, rmax)`` (the same for all options, which are checked).
@@ -605,37 +651,10 @@ class PercentileStats(JSONSerializable):
         upper = collected.histogram.quantile(self._percentile / 100)
         return _as_range(min(max(lower, minimum), maximum), min(max(upper, minimum), maximum))
 
-    @property
-    def rmin(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[0]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[0]
-
-    @property
-    def rmax(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[1]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[1]
-
-    @property
-    def uvalues(self) -> None:
-        """Always None: no distinct values are kept."""
-        return None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, PercentileStats):
-            return NotImplemented
-        return self._config() == other._config() and self._state.same_as(other._state)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
     def __repr__(self) -> str:
         return (
             f"PercentileStats(percentile={self._percentile!r}, bins={self._bins!r}; {self._state.describe()})"
         )
-
-    def dump_dict(self) -> dict[str, Any]:
-        """``percentile``, ``bins``, then the state: ``counts`` (int64 array), ``low``, ``high``
-        (the grid), ``minimum``, ``maximum`` (numpy.float64; all five None before any values)."""
-        return {**self._config(), **self._state.dump()}
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> PercentileStats:
@@ -648,7 +667,7 @@ class PercentileStats(JSONSerializable):
         """
         owner = "PercentileStats"
         stats = _build(owner, PercentileStats, metadata, ("percentile", "bins"))
-        stats._state = stats._state.load(metadata, owner)
+        stats._set_state(stats._state.load(metadata, owner))
         return stats
 
 
@@ -876,7 +895,7 @@ def _mse_range(collected: _Collected, options: _Options, candidates: int) -> Ran
     return _as_range(*best_range)
 
 
-class MSEStats(JSONSerializable):
+class MSEStats(_HistogramCalibration):
     """Clipping range that minimises the quantization error for the options in use.
 
     Let ``m, M`` be the observed minimum and maximum and ``K = candidates``. For ``k = K..1``
@@ -929,8 +948,7 @@ class MSEStats(JSONSerializable):
     def __init__(self, bins: int = 2048, candidates: int = 100) -> None:
         self._bins = _check_bins(bins)
         self._candidates = _check_candidates(candidates)
-        self._state = _HistogramState(self._bins, absolute=False)
-        self._ranges: dict[_Options, Range] = {}
+        self._set_state(_HistogramState(self._bins, absolute=False))
 
     @property
     def bins(self) -> int:
@@ -942,26 +960,6 @@ class MSEStats(JSONSerializable):
 
     def _config(self) -> dict[str, Any]:
         return {"bins": self._bins, "candidates": self._candidates}
-
-    def _set_state(self, state: _HistogramState) -> None:
-        self._state, self._ranges = state, {}
-
-    def compute_quantization_stats(self, values: Any) -> None:
-        """Forget what was collected, then :meth:`update` with ``values``."""
-        self._set_state(self._state.empty().with_values(_check_batch(values)))
-
-    def update(self, values: Any) -> None:
-        """Fold a batch in (non-empty, finite, real values; not changed)."""
-        self._set_state(self._state.with_values(_check_batch(values)))
-
-    def merge(self, other: MSEStats) -> None:
-        """Fold in what ``other`` (same class and configuration) collected; ``other`` is unchanged."""
-        _check_mergeable(self, other, self._config(), other._config())
-        self._set_state(self._state.merged(other._state))
-
-    def is_empty(self) -> bool:
-        """Whether no values were collected yet."""
-        return self._state.is_empty()
 
     def range_for(self, options: Any) -> Range:
         """The candidate range with the smallest quantization error for ``options``.
@@ -979,34 +977,8 @@ class MSEStats(JSONSerializable):
             self._ranges[checked] = _mse_range(collected, checked, self._candidates)
         return self._ranges[checked]
 
-    @property
-    def rmin(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[0]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[0]
-
-    @property
-    def rmax(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[1]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[1]
-
-    @property
-    def uvalues(self) -> None:
-        """Always None: no distinct values are kept."""
-        return None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, MSEStats):
-            return NotImplemented
-        return self._config() == other._config() and self._state.same_as(other._state)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
     def __repr__(self) -> str:
         return f"MSEStats(bins={self._bins!r}, candidates={self._candidates!r}; {self._state.describe()})"
-
-    def dump_dict(self) -> dict[str, Any]:
-        """``bins``, ``candidates``, then the state as in :meth:`PercentileStats.dump_dict`."""
-        return {**self._config(), **self._state.dump()}
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> MSEStats:
@@ -1072,7 +1044,7 @@ def _entropy_bins(counts: numpy.ndarray, levels: int) -> int:
     return best_kept
 
 
-class EntropyStats(JSONSerializable):
+class EntropyStats(_HistogramCalibration):
     """Clipping range ``(-t, t)`` whose threshold ``t`` minimises the KL divergence, as TensorRT's
     entropy calibration (and ONNX Runtime's, MXNet's) define it.
 
@@ -1125,8 +1097,7 @@ class EntropyStats(JSONSerializable):
 
     def __init__(self, bins: int = 2048) -> None:
         self._bins = _check_bins(bins)
-        self._state = _HistogramState(self._bins, absolute=True)
-        self._ranges: dict[int, Range] = {}
+        self._set_state(_HistogramState(self._bins, absolute=True))
 
     @property
     def bins(self) -> int:
@@ -1134,26 +1105,6 @@ class EntropyStats(JSONSerializable):
 
     def _config(self) -> dict[str, Any]:
         return {"bins": self._bins}
-
-    def _set_state(self, state: _HistogramState) -> None:
-        self._state, self._ranges = state, {}
-
-    def compute_quantization_stats(self, values: Any) -> None:
-        """Forget what was collected, then :meth:`update` with ``values``."""
-        self._set_state(self._state.empty().with_values(_check_batch(values)))
-
-    def update(self, values: Any) -> None:
-        """Fold a batch in (non-empty, finite, real values; not changed)."""
-        self._set_state(self._state.with_values(_check_batch(values)))
-
-    def merge(self, other: EntropyStats) -> None:
-        """Fold in what ``other`` (same class and configuration) collected; ``other`` is unchanged."""
-        _check_mergeable(self, other, self._config(), other._config())
-        self._set_state(self._state.merged(other._state))
-
-    def is_empty(self) -> bool:
-        """Whether no values were collected yet."""
-        return self._state.is_empty()
 
     @staticmethod
     def num_quantized_bins(n_bits: int) -> int:
@@ -1179,35 +1130,8 @@ class EntropyStats(JSONSerializable):
             self._ranges[n_bits] = _as_range(low, high)
         return self._ranges[n_bits]
 
-    @property
-    def rmin(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[0]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[0]
-
-    @property
-    def rmax(self) -> Optional[numpy.float64]:
-        """``range_for(QuantizationOptions(8))[1]``, or None before any values."""
-        return None if self.is_empty() else self.range_for(QuantizationOptions(8))[1]
-
-    @property
-    def uvalues(self) -> None:
-        """Always None: no distinct values are kept."""
-        return None
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EntropyStats):
-            return NotImplemented
-        return self._config() == other._config() and self._state.same_as(other._state)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value
-
     def __repr__(self) -> str:
         return f"EntropyStats(bins={self._bins!r}; {self._state.describe()})"
-
-    def dump_dict(self) -> dict[str, Any]:
-        """``bins``, then the state as in :meth:`PercentileStats.dump_dict` (the histogram is of
-        ``|x|``, ``low`` is 0; ``minimum`` and ``maximum`` are those of ``x``)."""
-        return {**self._config(), **self._state.dump()}
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> EntropyStats:
