@@ -618,13 +618,14 @@ def _quant_dtypes(
 ) -> tuple[Any, Any]:
     """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values in.
 
-    intquant's ``_plain_plan`` for arrays (called uncached: its cache key does not tell an int
-    zero point from an equal float one); numpy's scalar rules for 0-d values.
+    intquant's ``_plain_plan`` for arrays; numpy's scalar rules for 0-d values (true division of
+    integers gives float64 in both).
     """
     if not scalar_input:
-        return _plain_plan.__wrapped__(dtype, scale, zero_point)
+        return _plain_plan(dtype, scale, zero_point)
     division = legacy_result_type(numpy.empty((), dtype), scale)
-    addition = legacy_result_type(numpy.empty((), division), zero_point)
+    quotient = division if division.kind == "f" else numpy.dtype(numpy.float64)
+    addition = legacy_result_type(numpy.empty((), quotient), zero_point)
     return division.type(scale), addition.type(zero_point)
 
 
