@@ -21,7 +21,7 @@ import numpy
 import reference_formulas as reference
 
 import intquant
-from intquant import _compiled
+from intquant._numba import dispatch as _compiled
 
 
 def best_time(function: Callable[[], Any], budget: float) -> float:

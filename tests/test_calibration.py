@@ -15,6 +15,8 @@ from hypothesis.extra import numpy as hnp
 
 import intquant
 from intquant import MinMaxQuantizationStats, QuantizationOptions, UniformQuantizer
+from intquant._core.codec import _decode, _encode
+from intquant._core.formulas import choose_uniform_parameters, dequantize, integer_bounds, quantize
 from intquant.calibration import EntropyStats, MovingAverageMinMaxStats, MSEStats, PercentileStats
 from intquant.errors import (
     InvalidOptionsError,
@@ -23,8 +25,6 @@ from intquant.errors import (
     MissingParameterError,
     SerializationError,
 )
-from intquant.kernels import choose_uniform_parameters, dequantize, integer_bounds, quantize
-from intquant.serialization import _decode, _encode
 
 HISTOGRAM_CLASSES = (PercentileStats, MSEStats, EntropyStats)
 ALL_CLASSES = (*HISTOGRAM_CLASSES, MovingAverageMinMaxStats)

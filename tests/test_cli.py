@@ -11,7 +11,7 @@ import numpy
 import pytest
 
 from intquant import QuantizationOptions, UniformQuantizer, loads
-from intquant.files import write_text
+from intquant.cli.files import write_text
 from intquant.statistics import MinMaxQuantizationStats
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

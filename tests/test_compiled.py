@@ -23,11 +23,11 @@ from intquant import (
     QuantizationOptions,
     UniformQuantizationParameters,
     UniformQuantizer,
-    _compiled,
     quantizers,
 )
+from intquant._core.formulas import dequantize, minmax_statistics, quantize
+from intquant._numba import dispatch as _compiled
 from intquant.errors import InvalidValueError
-from intquant.kernels import dequantize, minmax_statistics, quantize
 from tests.golden import recipes
 
 pytest.importorskip("numba")
@@ -157,7 +157,7 @@ def test_zero_d_arrays_and_scalars_match(compiled_everywhere: None, monkeypatch:
 def test_small_arrays_do_not_load_numba_on_their_own() -> None:
     script = (
         "import sys, numpy, intquant\n"
-        "from intquant import _compiled\n"
+        "from intquant._numba import dispatch as _compiled\n"
         "intquant.QuantizedArray(4, numpy.linspace(-1, 1, 1000))\n"
         "assert 'numba' not in sys.modules\n"
         f"intquant.QuantizedArray(4, numpy.linspace(-1, 1, {_compiled.MIN_SIZE}))\n"
@@ -171,8 +171,8 @@ def test_small_arrays_do_not_load_numba_on_their_own() -> None:
 
 
 def test_compiled_heapsort_matches_the_emulation() -> None:
-    from intquant import _numba_loops
-    from intquant._legacy_sort import _heapsorted
+    from intquant._numba import loops as _numba_loops
+    from intquant._numpy124.introsort import _heapsorted
 
     rng = numpy.random.default_rng(5)
     for _ in range(100):

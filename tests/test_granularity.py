@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from intquant import QuantizationOptions, QuantizedArray, UniformQuantizer, dumps, loads
-from intquant.granularity import block_extent, grouped, ungrouped
+from intquant._core.granularity import block_extent, grouped, ungrouped
 
 
 def _describe(value: object) -> tuple[str, tuple[int, ...], bytes]:

@@ -8,8 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from intquant.errors import InvalidTypeError, InvalidValueError
-from intquant.kernels import (
+from intquant._core.formulas import (
     as_real_array,
     choose_uniform_parameters,
     dequantize,
@@ -19,6 +18,7 @@ from intquant.kernels import (
     quantize,
     round_to_cents,
 )
+from intquant.errors import InvalidTypeError, InvalidValueError
 
 
 def _parameters(rmin: float, rmax: float, n_bits: int, **flags: bool) -> tuple[object, object, int]:

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy
 import pytest
 
-from intquant._avx512_sort import element_at_sorted_position as avx512_element_at
-from intquant._legacy_sort import _heapsorted, _introsort_element_at, reference_unique
+from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
+from intquant._numpy124.introsort import _heapsorted, _introsort_element_at, reference_unique
 
 CASES = numpy.load(Path(__file__).parent / "data" / "legacy_sort_cases.npz")
 

@@ -10,7 +10,7 @@ from typing import Any
 import numpy
 import pytest
 
-from intquant._promotion import as_numpy_operand, legacy_result_type
+from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
 
 ROWS = json.loads((Path(__file__).parent / "data" / "legacy_promotion.json").read_text())
 

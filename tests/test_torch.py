@@ -16,9 +16,9 @@ from intquant import (  # noqa: E402
     QuantizationOptions,
     UniformQuantizationParameters,
     UniformQuantizer,
-    _compiled,
-    kernels,
 )
+from intquant._core import formulas as kernels  # noqa: E402
+from intquant._numba import dispatch as _compiled  # noqa: E402
 from intquant.errors import (  # noqa: E402
     IntquantError,
     InvalidDtypeError,

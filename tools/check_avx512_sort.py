@@ -29,7 +29,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
-from intquant import _avx512_sort as emu
+from intquant._numpy124 import avx512_sort as emu
 
 F32 = NDArray[np.float32]
 PATHS: collections.Counter[str] = collections.Counter()

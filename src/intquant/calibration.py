@@ -45,21 +45,21 @@ from typing import Any, Optional
 
 import numpy
 
-from intquant._validation import (
+from intquant._core.checks import (
     check_calibration_values,
     check_flag,
     check_n_bits,
     check_option_combination,
 )
+from intquant._core.codec import JSONSerializable
+from intquant._core.formulas import choose_uniform_parameters, dequantize, integer_bounds, quantize
 from intquant.errors import (
     InvalidTypeError,
     InvalidValueError,
     MissingParameterError,
     SerializationError,
 )
-from intquant.kernels import choose_uniform_parameters, dequantize, integer_bounds, quantize
 from intquant.options import QuantizationOptions
-from intquant.serialization import JSONSerializable
 
 __all__ = ["PercentileStats", "MovingAverageMinMaxStats", "MSEStats", "EntropyStats"]
 

@@ -92,16 +92,16 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy
 
-from intquant._validation import check_n_bits, check_options, check_scale
+from intquant._core.checks import check_n_bits, check_options, check_scale
+from intquant._core.extras import check_extra_options
+from intquant._core.formulas import convert_codes, integer_bounds, minmax_statistics
+from intquant._core.granularity import block_extent, check_grid, grid_shape
 from intquant.errors import (
     InvalidOptionsError,
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
 )
-from intquant.extensions import check_extra_options
-from intquant.granularity import block_extent, check_grid, grid_shape
-from intquant.kernels import convert_codes, integer_bounds, minmax_statistics
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantizer import UniformQuantizer
 from intquant.statistics import MinMaxQuantizationStats, merge_statistics

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy
 
-from intquant._validation import check_n_bits
+from intquant._core.checks import check_n_bits
 from intquant.errors import InvalidTypeError, InvalidValueError
 from intquant.quantized_array import QuantizedArray
 

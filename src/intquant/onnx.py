@@ -62,15 +62,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from intquant._promotion import as_numpy_operand, legacy_result_type
-from intquant._validation import check_n_bits, check_scale
+from intquant._core.checks import check_n_bits, check_scale
+from intquant._core.formulas import _plain_plan, integer_bounds
+from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import (
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
     MissingParameterError,
 )
-from intquant.kernels import _plain_plan, integer_bounds
 
 if TYPE_CHECKING:
     import onnx

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from intquant._members import (
+from intquant._core.checks import check_flag, check_n_bits, check_option_combination
+from intquant._core.codec import JSONSerializable
+from intquant._core.extras import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
+from intquant._core.members import (
     OPTION_MEMBERS,
     copy_members,
     has_members,
@@ -12,9 +15,6 @@ from intquant._members import (
     require_keys,
     same_members,
 )
-from intquant._validation import check_flag, check_n_bits, check_option_combination
-from intquant.extensions import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
-from intquant.serialization import JSONSerializable
 
 __all__ = ["QuantizationOptions", "options_equivalent"]
 

@@ -6,7 +6,16 @@ from typing import Any, Optional, Union
 
 import numpy
 
-from intquant._members import (
+from intquant._core.checks import check_options, check_range
+from intquant._core.codec import JSONSerializable
+from intquant._core.formulas import (
+    STABILITY_CONST,
+    adjust_parameters_to_power_of_two,
+    choose_uniform_parameters,
+    range_including_zero,
+)
+from intquant._core.granularity import grouped_parameters
+from intquant._core.members import (
     PARAM_MEMBERS,
     copy_members,
     has_members,
@@ -14,16 +23,7 @@ from intquant._members import (
     require_keys,
     same_members,
 )
-from intquant._promotion import as_numpy_operand
-from intquant._validation import check_options, check_range
-from intquant.granularity import grouped_parameters
-from intquant.kernels import (
-    STABILITY_CONST,
-    adjust_parameters_to_power_of_two,
-    choose_uniform_parameters,
-    range_including_zero,
-)
-from intquant.serialization import JSONSerializable
+from intquant._numpy124.promotion import as_numpy_operand
 
 __all__ = ["UniformQuantizationParameters", "compute_parameters"]
 

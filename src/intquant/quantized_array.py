@@ -7,14 +7,14 @@ from typing import Any, Optional
 
 import numpy
 
-from intquant._members import STATS_MEMBERS, fill_from_kwargs, require_keys, same_value
-from intquant._validation import check_n_bits
+from intquant._core.checks import check_n_bits
+from intquant._core.codec import JSONSerializable
+from intquant._core.extras import EXTRA_OPTIONS, check_extra_options
+from intquant._core.members import STATS_MEMBERS, fill_from_kwargs, require_keys, same_value
 from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
-from intquant.extensions import EXTRA_OPTIONS, check_extra_options
 from intquant.options import QuantizationOptions
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantizer import UniformQuantizer
-from intquant.serialization import JSONSerializable
 from intquant.statistics import MinMaxQuantizationStats
 
 __all__ = ["QuantizedArray"]

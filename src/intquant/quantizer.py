@@ -6,7 +6,12 @@ from typing import Any, Optional, TypeGuard
 
 import numpy
 
-from intquant._members import (
+from intquant._core.checks import check_flag, check_n_bits, check_scale
+from intquant._core.codec import JSONSerializable
+from intquant._core.extras import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
+from intquant._core.formulas import as_real_array, convert_codes, dequantize, integer_bounds, quantize
+from intquant._core.granularity import block_extent, dequantize_grouped, quantize_grouped
+from intquant._core.members import (
     OPTION_MEMBERS,
     PARAM_MEMBERS,
     STATS_MEMBERS,
@@ -14,14 +19,9 @@ from intquant._members import (
     members_repr,
     same_members,
 )
-from intquant._validation import check_flag, check_n_bits, check_scale
 from intquant.errors import InvalidDtypeError, MissingParameterError, SerializationError
-from intquant.extensions import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
-from intquant.granularity import block_extent, dequantize_grouped, quantize_grouped
-from intquant.kernels import as_real_array, convert_codes, dequantize, integer_bounds, quantize
 from intquant.options import QuantizationOptions, copy_options, options_equivalent
 from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
-from intquant.serialization import JSONSerializable
 from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, uniform_grid_check
 
 __all__ = ["UniformQuantizer"]

@@ -6,8 +6,8 @@ reference's (values, dtypes, scalar types, serialized text) on numpy 1.24 and 2.
 
 from __future__ import annotations
 
-from intquant._members import fill_from_kwargs
-from intquant.kernels import STABILITY_CONST
+from intquant._core.formulas import STABILITY_CONST
+from intquant._core.members import fill_from_kwargs
 from intquant.options import QuantizationOptions
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantized_array import QuantizedArray

@@ -6,7 +6,12 @@ from typing import Any, Optional
 
 import numpy
 
-from intquant._members import (
+from intquant._core.checks import check_calibration_values, check_n_bits
+from intquant._core.codec import JSONSerializable
+from intquant._core.extras import check_extra_options
+from intquant._core.formulas import is_uniform_grid, merge_uniques, minmax_statistics
+from intquant._core.granularity import block_extent, grouped_statistics
+from intquant._core.members import (
     STATS_MEMBERS,
     copy_members,
     has_members,
@@ -14,12 +19,7 @@ from intquant._members import (
     require_keys,
     same_members,
 )
-from intquant._validation import check_calibration_values, check_n_bits
 from intquant.errors import InvalidTypeError, InvalidValueError, MissingParameterError
-from intquant.extensions import check_extra_options
-from intquant.granularity import block_extent, grouped_statistics
-from intquant.kernels import is_uniform_grid, merge_uniques, minmax_statistics
-from intquant.serialization import JSONSerializable
 
 __all__ = ["MinMaxQuantizationStats", "calibrate", "merge_statistics", "uniform_grid_check"]
 

@@ -59,16 +59,22 @@ from typing import Any, Union
 
 import numpy
 
-from intquant._promotion import as_numpy_operand, legacy_result_type
-from intquant._validation import check_scale
+from intquant._core.checks import check_scale
+from intquant._core.formulas import (
+    _beyond_int64_error,
+    _clip_range,
+    _plain_plan,
+    convert_codes,
+    integer_bounds,
+)
+from intquant._core.granularity import block_extent, check_grid, grid_shape
+from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import (
     InvalidDtypeError,
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
 )
-from intquant.granularity import block_extent, check_grid, grid_shape
-from intquant.kernels import _beyond_int64_error, _clip_range, _plain_plan, convert_codes, integer_bounds
 from intquant.quantizer import UniformQuantizer
 
 __all__ = ["TorchUnavailableError", "TorchUniformQuantizer", "fake_quant"]

@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy
 
+from intquant._core.formulas import as_real_array
 from intquant.errors import (
     InvalidOptionsError,
     InvalidTypeError,
     InvalidValueError,
     MissingParameterError,
 )
-from intquant.kernels import as_real_array
 
 MAX_N_BITS = 32
 

@@ -1,4 +1,4 @@
-"""numba loops behind :mod:`intquant._compiled`; importing this module imports numba.
+"""numba loops behind :mod:`intquant._numba.dispatch`; importing this module imports numba.
 
 Module-level functions, so that numba can cache their machine code on disk.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numba
 import numpy
 
-from intquant._compiled import BEYOND_INT64, NAN_FOUND
+from intquant._numba.status import BEYOND_INT64, NAN_FOUND
 
 _INT64_LIMIT = 2.0**63  # float64 codes in [-2**63, 2**63) convert to int64 exactly
 

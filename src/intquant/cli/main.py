@@ -19,15 +19,15 @@ from typing import Any, NoReturn
 
 import numpy
 
+from intquant._core.codec import dumps, loads
+from intquant._core.extras import ROUNDING_MODES
+from intquant._core.granularity import block_extent, grid_shape, grouped_statistics
 from intquant.calibration import EntropyStats, MSEStats, PercentileStats
+from intquant.cli.files import check_output, load_array, row_chunks, write_array, write_file, write_text
 from intquant.errors import IntquantError, InvalidValueError
-from intquant.extensions import ROUNDING_MODES
-from intquant.files import check_output, load_array, row_chunks, write_array, write_file, write_text
-from intquant.granularity import block_extent, grid_shape, grouped_statistics
 from intquant.options import QuantizationOptions
 from intquant.quantized_array import QuantizedArray
 from intquant.quantizer import UniformQuantizer
-from intquant.serialization import dumps, loads
 from intquant.statistics import MinMaxQuantizationStats
 
 __all__ = ["main"]

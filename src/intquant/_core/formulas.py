@@ -22,9 +22,9 @@ from typing import Any, TypeGuard
 
 import numpy
 
-from intquant import _compiled
-from intquant._legacy_sort import reference_unique, set_zero_sign
-from intquant._promotion import as_numpy_operand, legacy_result_type
+from intquant._numba import dispatch as _compiled
+from intquant._numpy124.introsort import reference_unique, set_zero_sign
+from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy
 
-from intquant import _compiled
+from intquant._numba import dispatch as _compiled
 
 __all__ = ["element_at_sorted_position", "reference_unique", "set_zero_sign"]
 
@@ -69,7 +69,7 @@ def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool
     ``flat`` is left unchanged unless ``scratch`` says it may be overwritten.
     """
     if flat.dtype == numpy.float32:
-        from intquant._avx512_sort import element_at_sorted_position as avx512_element_at
+        from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
 
         return avx512_element_at(flat, position)
     if _compiled.worthwhile(flat.size):

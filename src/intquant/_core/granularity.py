@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy
 
+from intquant._core.formulas import minmax_statistics
 from intquant.errors import InvalidValueError
-from intquant.kernels import minmax_statistics
 
 __all__ = [
     "block_extent",

@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy
 
+from intquant._numba.status import BEYOND_INT64, NAN_FOUND
+
 __all__ = [
+    "BEYOND_INT64",
     "MIN_SIZE",
+    "NAN_FOUND",
     "dequantize_codes",
     "enabled",
     "introsort_element_at",
@@ -32,10 +36,6 @@ PARALLEL_MIN_SIZE = 200_000
 
 
 _BLOCK = 128  # elements scanned at a time by the partition
-
-#: Status codes of the quantization loop (a NaN is reported first, as on the plain path).
-BEYOND_INT64 = 1
-NAN_FOUND = 2
 
 
 #: True when ``INTQUANT_PURE_NUMPY`` was set (to anything but 0) as intquant was imported.
@@ -60,7 +60,7 @@ def _loops() -> Any:
     """The numba loops (compiled on first call, cached on disk); None when numba is missing."""
     global _loaded
     try:
-        from intquant import _numba_loops
+        from intquant._numba import loops as _numba_loops
     except ImportError:
         return None
     _loaded = True
