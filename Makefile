@@ -6,13 +6,13 @@ OLDEST_VENV := .venv-oldest
 # this machine's disk; an unpinned torch would pull a multi-gigabyte GPU build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-oldest test-pure lint bench clean
+.PHONY: demo test test-oldest test-pure lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo,torch,onnx,dask]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo,torch,onnx,dask,docs]"
 	touch $@
 
 # The oldest numpy intquant supports, the one Concrete ML 1.7 users are pinned to.
@@ -42,6 +42,10 @@ test-pure: $(VENV)/.installed
 test-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.24'), numpy.__version__"
 	$(OLDEST_VENV)/bin/python -m pytest -q
+
+# The API reference from the docstrings, and docs/*.md, as HTML in build/docs (warnings are errors).
+docs: $(VENV)/.installed
+	$(VENV)/bin/python -m sphinx -W --keep-going -b html docs build/docs
 
 # Speed against the reference's formulas and a numpy copy, N = 1e3 to 1e8 (a few minutes).
 bench: $(VENV)/.installed

@@ -16,7 +16,8 @@ from hypothesis.extra import numpy as hnp
 import intquant
 from intquant import MinMaxQuantizationStats, QuantizationOptions, UniformQuantizer
 from intquant._core.codec import _decode, _encode
-from intquant._core.formulas import choose_uniform_parameters, dequantize, integer_bounds, quantize
+from intquant._core.execute import dequantize, quantize
+from intquant._core.formulas import choose_uniform_parameters, integer_bounds
 from intquant.calibration import EntropyStats, MovingAverageMinMaxStats, MSEStats, PercentileStats
 from intquant.errors import (
     InvalidOptionsError,

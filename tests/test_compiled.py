@@ -25,7 +25,8 @@ from intquant import (
     UniformQuantizer,
     quantizers,
 )
-from intquant._core.formulas import dequantize, minmax_statistics, quantize
+from intquant._core.execute import dequantize, quantize
+from intquant._core.formulas import minmax_statistics
 from intquant._numba import dispatch as _compiled
 from intquant.errors import InvalidValueError
 from tests.golden import recipes

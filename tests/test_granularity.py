@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from intquant import QuantizationOptions, QuantizedArray, UniformQuantizer, dumps, loads
-from intquant._core.granularity import block_extent, grouped, ungrouped
+from intquant._core.granularity import PerAxis, grouped, ungrouped
 
 
 def _describe(value: object) -> tuple[str, tuple[int, ...], bytes]:
@@ -67,7 +67,7 @@ def test_grouping_round_trips() -> None:
     for extent in [(2, 4, 6), (1, 4, 6), (2, 1, 6), (1, 2, 3), (1, 1, 1)]:
         rows = grouped(values, extent)
         assert numpy.array_equal(ungrouped(rows, values.shape, extent), values)
-    assert block_extent((2, 4, 6), -1, None) == (2, 4, 1)
+    assert PerAxis(-1).extent((2, 4, 6)) == (2, 4, 1)
 
 
 def test_bad_granularity() -> None:

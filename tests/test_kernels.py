@@ -8,14 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from intquant._core.checks import as_real_array
+from intquant._core.execute import dequantize, quantize
 from intquant._core.formulas import (
-    as_real_array,
     choose_uniform_parameters,
-    dequantize,
     integer_bounds,
     is_uniform_grid,
     minmax_statistics,
-    quantize,
     round_to_cents,
 )
 from intquant.errors import InvalidTypeError, InvalidValueError

@@ -45,14 +45,15 @@ from typing import Any, Optional
 
 import numpy
 
+from intquant._core.calibrator import Calibrator
 from intquant._core.checks import (
     check_calibration_values,
     check_flag,
     check_n_bits,
     check_option_combination,
 )
-from intquant._core.codec import JSONSerializable
-from intquant._core.formulas import choose_uniform_parameters, dequantize, integer_bounds, quantize
+from intquant._core.execute import dequantize, quantize
+from intquant._core.formulas import choose_uniform_parameters, integer_bounds
 from intquant.errors import (
     InvalidTypeError,
     InvalidValueError,
@@ -524,7 +525,7 @@ def _batch_range(values: Any) -> Range:
 # -- percentile
 
 
-class _HistogramCalibration(JSONSerializable):
+class _HistogramCalibration(Calibrator):
     """What the histogram methods share: collecting batches (:meth:`update`, :meth:`merge`),
     equality and serialization of the collected state. A subclass holds its configuration
     (``_config``) and reads a clipping range from the histogram (``range_for``), which it may
@@ -587,7 +588,12 @@ class _HistogramCalibration(JSONSerializable):
         return {**self._config(), **self._state.dump()}
 
 
-class PercentileStats(_HistogramCalibration):
+class PercentileStats(
+    _HistogramCalibration,
+    versioned_tag="intquant.PercentileStats",
+    format_version=1,
+    legacy_tags=("PercentileStats",),
+):
     """Clipping range from percentiles of a histogram of the values.
 
     ``range = (v((100 - p) / 100), v(p / 100))`` with ``p = percentile``, where ``v(q)`` is read
@@ -657,7 +663,7 @@ class PercentileStats(_HistogramCalibration):
         )
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> PercentileStats:
+    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> PercentileStats:
         """Rebuild from :meth:`dump_dict` output.
 
         Raises
@@ -674,7 +680,12 @@ class PercentileStats(_HistogramCalibration):
 # -- moving average
 
 
-class MovingAverageMinMaxStats(JSONSerializable):
+class MovingAverageMinMaxStats(
+    Calibrator,
+    versioned_tag="intquant.MovingAverageMinMaxStats",
+    format_version=1,
+    legacy_tags=("MovingAverageMinMaxStats",),
+):
     """Clipping range from an exponential moving average of the batches' minima and maxima.
 
     The first batch sets ``(rmin, rmax) = (min(x), max(x))``; every later batch applies, with
@@ -812,7 +823,7 @@ class MovingAverageMinMaxStats(JSONSerializable):
         }
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> MovingAverageMinMaxStats:
+    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> MovingAverageMinMaxStats:
         """Rebuild from :meth:`dump_dict` output.
 
         Raises
@@ -895,7 +906,9 @@ def _mse_range(collected: _Collected, options: _Options, candidates: int) -> Ran
     return _as_range(*best_range)
 
 
-class MSEStats(_HistogramCalibration):
+class MSEStats(
+    _HistogramCalibration, versioned_tag="intquant.MSEStats", format_version=1, legacy_tags=("MSEStats",)
+):
     """Clipping range that minimises the quantization error for the options in use.
 
     Let ``m, M`` be the observed minimum and maximum and ``K = candidates``. For ``k = K..1``
@@ -981,7 +994,7 @@ class MSEStats(_HistogramCalibration):
         return f"MSEStats(bins={self._bins!r}, candidates={self._candidates!r}; {self._state.describe()})"
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> MSEStats:
+    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> MSEStats:
         """Rebuild from :meth:`dump_dict` output.
 
         Raises
@@ -1044,7 +1057,12 @@ def _entropy_bins(counts: numpy.ndarray, levels: int) -> int:
     return best_kept
 
 
-class EntropyStats(_HistogramCalibration):
+class EntropyStats(
+    _HistogramCalibration,
+    versioned_tag="intquant.EntropyStats",
+    format_version=1,
+    legacy_tags=("EntropyStats",),
+):
     """Clipping range ``(-t, t)`` whose threshold ``t`` minimises the KL divergence, as TensorRT's
     entropy calibration (and ONNX Runtime's, MXNet's) define it.
 
@@ -1134,7 +1152,7 @@ class EntropyStats(_HistogramCalibration):
         return f"EntropyStats(bins={self._bins!r}; {self._state.describe()})"
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> EntropyStats:
+    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> EntropyStats:
         """Rebuild from :meth:`dump_dict` output.
 
         Raises

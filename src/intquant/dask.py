@@ -82,20 +82,19 @@ True
 
 from __future__ import annotations
 
-import copy
 import itertools
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from intquant._core.checks import check_n_bits, check_options, check_scale
-from intquant._core.extras import check_extra_options
-from intquant._core.formulas import convert_codes, integer_bounds, minmax_statistics
-from intquant._core.granularity import block_extent, check_grid, grid_shape
+from intquant._core.checks import check_options
+from intquant._core.execute import dequantize_with, quantize_with
+from intquant._core.formulas import convert_codes, minmax_statistics
+from intquant._core.granularity import BlockLayout, granularity_of
+from intquant._core.plan import DequantPlan, QuantPlan, restricted_dequant_plan, restricted_quant_plan
 from intquant.errors import (
     InvalidOptionsError,
     InvalidTypeError,
@@ -249,7 +248,7 @@ def update_statistics(
     if not stats.is_empty():
         low = numpy.asarray(stats.rmin)
         dtype, shape = low.dtype, low.shape
-        grid = grid_shape(values.shape, extent) if extent is not None else ()
+        grid = BlockLayout.of(values.shape, extent).grid if extent is not None else ()
         if dtype != values.dtype or shape != grid:
             raise InvalidTypeError(
                 f"cannot merge statistics of {values.dtype} values with block grid {grid} into "
@@ -339,8 +338,7 @@ def _calibration_values(
         )
     if axis is None and block_size is None:
         return values, None
-    checked = check_extra_options(axis=axis, block_size=block_size)
-    return values, block_extent(values.shape, axis, checked["block_size"])
+    return values, granularity_of(axis, block_size).extent(values.shape)
 
 
 def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) -> tuple[Any, Any, Any]:
@@ -369,7 +367,7 @@ def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) ->
     if extent is None:
         rmin, rmax, uvalues = summary[(0,) * values.ndim]
     else:
-        grid = grid_shape(values.shape, extent)
+        grid = BlockLayout.of(values.shape, extent).grid
         order = list(numpy.ndindex(grid))
         rmin = numpy.array([summary[index][0] for index in order], dtype=values.dtype).reshape(grid)
         rmax = numpy.array([summary[index][1] for index in order], dtype=values.dtype).reshape(grid)
@@ -449,24 +447,6 @@ def _pieces(
 # -- quantization
 
 
-@dataclass(frozen=True)
-class _Blocks:
-    """Per-axis or per-block parameters: a block's extent and each block's scale, zero point and
-    offset (arrays of the grid's shape; ``offset`` None for dequantization)."""
-
-    extent: tuple[int, ...]
-    scale: numpy.ndarray
-    zero_point: numpy.ndarray
-    offset: Optional[numpy.ndarray]
-
-    def quantizer(self, template: UniformQuantizer, index: tuple[int, ...]) -> UniformQuantizer:
-        """A per-tensor quantizer holding block ``index``'s parameters."""
-        block = copy.copy(template)
-        block.scale, block.zero_point = self.scale[index], self.zero_point[index]
-        block.offset = None if self.offset is None else int(self.offset[index])
-        return block
-
-
 def quant(
     quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray, dtype: Any = None
 ) -> dask.array.Array:
@@ -525,21 +505,10 @@ def quant(
         )
     values = _dask_values(array, "values to quantize")
     _require_real(values, "values to quantize")
-    template, blocks = _plan(quantizer, values.shape, need_offset=True)
-    clipping = not quantizer.no_clipping and (not quantizer.is_qat or quantizer.is_precomputed_qat)
-    probe = numpy.zeros((0,), dtype=values.dtype)
-    if blocks is None:
-        template.quant(probe)  # checks parameters, scale, n_bits and the values' dtype now
-        offsets: Any = [template.offset]
-    else:
-        check_scale(blocks.scale)
-        blocks.quantizer(template, (0,) * blocks.scale.ndim).quant(probe)
-        offsets = numpy.unique(numpy.asarray(blocks.offset))
-    span = None
-    if clipping:
-        n_bits, narrow = check_n_bits(getattr(quantizer, "n_bits", None)), bool(quantizer.is_narrow)
-        lows, highs = zip(*(integer_bounds(n_bits, int(offset), narrow) for offset in offsets), strict=True)
-        span = (min(lows), max(highs))
+    plan = _quantizer(quantizer).quant_plan(values.dtype, values.shape)  # every check, now
+    if plan.generic:
+        raise _unchunkable(plan.scale, plan.zero_point)
+    span = plan.span
     if isinstance(dtype, str) and dtype == "smallest" and span is None:
         raise InvalidValueError(
             "quant cannot choose the 'smallest' dtype for a dask array without clipping: it would "
@@ -551,17 +520,7 @@ def quant(
         else convert_codes(numpy.zeros(1, numpy.int64), dtype, span).dtype
     )
     meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
-    if blocks is None:
-        return values.map_blocks(_quantize_chunk, template, dtype, out_dtype, dtype=out_dtype, meta=meta)
-    return values.map_blocks(
-        _quantize_blocks,
-        template,
-        blocks,
-        dtype,
-        span,
-        dtype=out_dtype,
-        meta=meta,
-    )
+    return values.map_blocks(_quantize_chunk, plan, dtype, out_dtype, dtype=out_dtype, meta=meta)
 
 
 def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray) -> dask.array.Array:
@@ -599,110 +558,51 @@ def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray
     """
     values = _dask_values(array, "quantized values")
     _require_real(values, "quantized values")
-    template, blocks = _plan(quantizer, values.shape, need_offset=False)
-    if blocks is None:
-        probe = numpy.zeros((1,) * values.ndim, dtype=values.dtype)
-        out_dtype = numpy.asarray(template.dequant(probe)).dtype  # checks scale and zero point now
-        meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
-        return values.map_blocks(_dequantize_chunk, template, dtype=out_dtype, meta=meta)
-    probe = numpy.zeros((1,), dtype=values.dtype)
-    # numpy's per-block path stacks the blocks' values: their common dtype.
-    out_dtype = numpy.result_type(
-        *(
-            blocks.quantizer(template, index).dequant(probe).dtype
-            for index in numpy.ndindex(blocks.scale.shape)
-        )
-    )
-    meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
-    return values.map_blocks(_dequantize_blocks, template, blocks, out_dtype, dtype=out_dtype, meta=meta)
+    plan = _quantizer(quantizer).dequant_plan(values.dtype, values.shape)  # every check, now
+    if plan.generic or plan.dtype is None:
+        raise _unchunkable(plan.scale, plan.zero_point)
+    meta = numpy.empty((0,) * values.ndim, dtype=plan.dtype)
+    return values.map_blocks(_dequantize_chunk, plan, dtype=plan.dtype, meta=meta)
 
 
-def _plan(
-    quantizer: UniformQuantizer, shape: tuple[int, ...], need_offset: bool
-) -> tuple[UniformQuantizer, _Blocks | None]:
-    """A per-tensor copy of the quantizer without statistics (what each task carries), and the
-    per-block parameters when the quantizer has them (None per tensor)."""
+def _quantizer(quantizer: Any) -> UniformQuantizer:
     if not isinstance(quantizer, UniformQuantizer):
         raise InvalidTypeError(
             f"expected a UniformQuantizer; got {type(quantizer).__name__}. Build one with "
             f"intquant.dask.quantizer_from(array, options)."
         )
-    template = copy.copy(quantizer)
-    template.rmin = template.rmax = template.uvalues = None  # quant/dequant never read them
-    scale, zero_point, offset = quantizer.scale, quantizer.zero_point, quantizer.offset
-    grouped = (
-        isinstance(scale, numpy.ndarray)
-        and scale.ndim > 0
-        and (quantizer.axis is not None or quantizer.block_size is not None)
-        and zero_point is not None
-        and (offset is not None or not need_offset)
+    return quantizer
+
+
+def _unchunkable(scale: Any, zero_point: Any) -> InvalidValueError:
+    return InvalidValueError(
+        f"the quantizer holds {numpy.size(scale)} scales and {numpy.size(zero_point)} zero "
+        f"points but no axis or block_size, so which value takes which parameters depends "
+        f"on broadcasting over the whole array, not chunk by chunk. Calibrate it per axis "
+        f"or per block (QuantizationOptions(..., axis=k))."
     )
-    if not grouped:
-        if numpy.size(scale) > 1 or numpy.size(zero_point) > 1:
-            raise InvalidValueError(
-                f"the quantizer holds {numpy.size(scale)} scales and {numpy.size(zero_point)} zero "
-                f"points but no axis or block_size, so which value takes which parameters depends "
-                f"on broadcasting over the whole array, not chunk by chunk. Calibrate it per axis "
-                f"or per block (QuantizationOptions(..., axis=k))."
-            )
-        return template, None
-    extent = block_extent(shape, quantizer.axis, quantizer.block_size)
-    check_grid(shape, extent, scale)
-    template.axis = template.block_size = None
-    blocks = _Blocks(
-        extent,
-        scale,
-        numpy.broadcast_to(numpy.asarray(zero_point), scale.shape),
-        None if offset is None else numpy.broadcast_to(numpy.asarray(offset), scale.shape),
-    )
-    return template, blocks
+
+
+def _region(block_info: Any) -> tuple[slice, ...]:
+    """The chunk's place in the whole array, from dask's ``block_info``."""
+    return tuple(slice(start, stop) for start, stop in block_info[0]["array-location"])
 
 
 def _quantize_chunk(
-    chunk: numpy.ndarray, quantizer: UniformQuantizer, dtype: Any, out_dtype: numpy.dtype[Any]
+    chunk: numpy.ndarray, plan: QuantPlan, dtype: Any, out_dtype: numpy.dtype[Any], block_info: Any = None
 ) -> numpy.ndarray:
+    """Codes of one chunk: the whole array's plan restricted to the chunk's blocks."""
     if chunk.size == 0:
         return numpy.empty(chunk.shape, dtype=out_dtype)
-    return numpy.asarray(quantizer.quant(chunk, dtype))
+    codes = quantize_with(restricted_quant_plan(plan, _region(block_info)), chunk)
+    return numpy.asarray(convert_codes(codes, dtype, plan.span))
 
 
-def _quantize_blocks(
-    chunk: numpy.ndarray,
-    template: UniformQuantizer,
-    blocks: _Blocks,
-    dtype: Any,
-    span: tuple[int, int] | None,
-    block_info: Any = None,
-) -> numpy.ndarray:
-    """Codes of a chunk, each piece of a block quantized with that block's parameters, then
-    converted to ``dtype`` with the range of all blocks (as the numpy per-block path does)."""
-    codes = numpy.empty(chunk.shape, dtype=numpy.int64)
-    for index, local in _pieces(block_info[0]["array-location"], blocks.extent):
-        piece = chunk[local]
-        if piece.size:
-            codes[local] = blocks.quantizer(template, index).quant(piece)
-    if codes.size == 0:
-        return codes.astype(convert_codes(numpy.zeros(1, numpy.int64), dtype, span).dtype)
-    return numpy.asarray(convert_codes(codes, dtype, span))
-
-
-def _dequantize_chunk(chunk: numpy.ndarray, quantizer: UniformQuantizer) -> numpy.ndarray:
-    return numpy.asarray(quantizer.dequant(chunk))
-
-
-def _dequantize_blocks(
-    chunk: numpy.ndarray,
-    template: UniformQuantizer,
-    blocks: _Blocks,
-    out_dtype: numpy.dtype[Any],
-    block_info: Any = None,
-) -> numpy.ndarray:
-    values = numpy.empty(chunk.shape, dtype=out_dtype)
-    for index, local in _pieces(block_info[0]["array-location"], blocks.extent):
-        piece = chunk[local]
-        if piece.size:
-            values[local] = blocks.quantizer(template, index).dequant(piece)
-    return values
+def _dequantize_chunk(chunk: numpy.ndarray, plan: DequantPlan, block_info: Any = None) -> numpy.ndarray:
+    """Values of one chunk: the whole array's plan restricted to the chunk's blocks."""
+    if chunk.size == 0:
+        return numpy.empty(chunk.shape, dtype=plan.dtype)
+    return numpy.asarray(dequantize_with(restricted_dequant_plan(plan, _region(block_info)), chunk))
 
 
 # -- inputs

@@ -11,7 +11,40 @@ from intquant._core.checks import check_n_bits
 from intquant.errors import InvalidTypeError, InvalidValueError
 from intquant.quantized_array import QuantizedArray
 
-__all__ = ["choose_n_bits", "quantization_error"]
+__all__ = ["QuantizationErrors", "choose_n_bits", "quantization_error"]
+
+
+class QuantizationErrors:
+    """The error of restored values against the originals, accumulated chunk by chunk.
+
+    With ``e = restored - reference`` over every chunk added (``n`` values in all):
+    ``mse = sum(e**2) / n``, ``sqnr_db = 10 * log10(sum(x**2) / n / mse)`` (``inf`` when ``mse``
+    is 0), ``max_abs_error = max(|e|)``; all in float64. One chunk gives exactly
+    :func:`quantization_error`.
+    """
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.squared_error = 0.0
+        self.power = 0.0
+        self.worst = 0.0
+
+    def add(self, reference: Any, restored: Any) -> None:
+        """Fold in one chunk of original values and their restored values (same shape)."""
+        original = numpy.asarray(reference, dtype=numpy.float64)
+        error = numpy.asarray(restored, dtype=numpy.float64) - original
+        self.count += error.size
+        self.squared_error += float(numpy.sum(error**2))
+        self.power += float(numpy.sum(original**2))
+        if error.size:
+            self.worst = max(self.worst, float(numpy.max(numpy.abs(error))))
+
+    def result(self) -> dict[str, float]:
+        """``{"mse": ..., "sqnr_db": ..., "max_abs_error": ...}`` of everything added."""
+        mse = self.squared_error / self.count
+        power = self.power / self.count
+        sqnr_db = math.inf if mse == 0 else (10 * math.log10(power / mse) if power > 0 else -math.inf)
+        return {"mse": mse, "sqnr_db": sqnr_db, "max_abs_error": self.worst}
 
 
 def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
@@ -32,13 +65,9 @@ def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
     >>> round(error["max_abs_error"], 4), round(error["sqnr_db"], 2)
     (0.1667, 15.77)
     """
-    reference = numpy.asarray(values, dtype=numpy.float64)
-    restored = numpy.asarray(quantizer.dequant(quantizer.quant(values)), dtype=numpy.float64)
-    error = restored - reference
-    mse = float(numpy.mean(error**2))
-    power = float(numpy.mean(reference**2))
-    sqnr_db = math.inf if mse == 0 else (10 * math.log10(power / mse) if power > 0 else -math.inf)
-    return {"mse": mse, "sqnr_db": sqnr_db, "max_abs_error": float(numpy.max(numpy.abs(error)))}
+    errors = QuantizationErrors()
+    errors.add(values, quantizer.dequant(quantizer.quant(values)))
+    return errors.result()
 
 
 def choose_n_bits(values: Any, target_sqnr_db: float, max_n_bits: int = 32, **options: Any) -> int:

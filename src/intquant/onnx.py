@@ -63,13 +63,13 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from intquant._core.checks import check_n_bits, check_scale
-from intquant._core.formulas import _plain_plan, integer_bounds
-from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
+from intquant._core.formulas import integer_bounds
+from intquant._core.plan import DequantPlan, QuantPlan
+from intquant._numpy124.promotion import as_numpy_operand
 from intquant.errors import (
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
-    MissingParameterError,
 )
 
 if TYPE_CHECKING:
@@ -229,10 +229,10 @@ def quantize_model(
     _check_opset(opset)
     dims = export.input_dims(shape)
     if exact:
-        plans = export.plans(dtype, len(dims))
+        plan = quantizer.quant_plan(dtype, export.plan_shape(len(dims)))
         onnx_module = _import_onnx()
         graph = _Graph(onnx_module)
-        graph.exact_quantize(export, plans, dtype)
+        graph.exact_quantize(export, plan, dtype)
         return graph.model("quantize (exact)", dtype, dims, _INT64, opset)
     codes = export.standard_type(opset)
     onnx_module = _import_onnx()
@@ -295,7 +295,7 @@ def dequantize_model(
     onnx_module = _import_onnx()
     graph = _Graph(onnx_module)
     if exact:
-        graph.exact_dequantize(export)
+        graph.exact_dequantize(quantizer.dequant_plan(_INT64, export.plan_shape(len(dims))))
         return graph.model("dequantize (exact)", codes, dims, _FLOAT64, opset)
     graph.standard_dequantize(export, codes)
     return graph.model("dequantize (DequantizeLinear)", codes, dims, _FLOAT32, opset)
@@ -385,35 +385,20 @@ class _Export:
                 f"{type(quantizer).__name__}."
             )
         needs_bounds = not (exact and dequantize)
-        needed = ("scale", "zero_point", "offset") if needs_bounds else ("scale", "zero_point")
-        missing = [name for name in needed if getattr(quantizer, name) is None]
-        if missing:
-            raise MissingParameterError(
-                f"the quantizer has no {', '.join(missing)} yet, so there is nothing to export; call "
-                f"compute_quantization_parameters(options, stats) first, or pass "
-                f"UniformQuantizationParameters(scale, zero_point, offset)."
-            )
-        scale, zero_point = quantizer.scale, quantizer.zero_point
-        offset: Any = quantizer.offset if needs_bounds else 0
+        settings = quantizer.settings(need_offset=needs_bounds)  # raises for missing parameters
+        scale, zero_point = settings.scale, settings.zero_point
+        offset: Any = settings.offset if needs_bounds else 0
         if not dequantize:
             check_scale(scale)
-        clipping = not quantizer.no_clipping and (not quantizer.is_qat or quantizer.is_precomputed_qat)
-        if not clipping and not exact:
+        if settings.unclipped is not None and not exact:
             raise InvalidValueError(
                 "this quantizer does not clip its codes (no_clipping=True, or QAT parameters "
                 "inferred from the values), so they have no integer range and no ONNX integer "
                 "type holds them, as QuantizeLinear and DequantizeLinear need. Use exact=True "
                 "(int64 codes, no Clip)."
             )
-        clipping = clipping and needs_bounds
-        n_bits = 0
-        if clipping:
-            if not hasattr(quantizer, "n_bits"):
-                raise MissingParameterError(
-                    "the quantizer has no options (n_bits), so its clipping range is unknown; "
-                    "create it with UniformQuantizer(QuantizationOptions(n_bits), ...)."
-                )
-            n_bits = check_n_bits(quantizer.n_bits)
+        clipping = settings.unclipped is None and needs_bounds
+        n_bits = check_n_bits(settings.n_bits) if clipping else 0
         rounding = quantizer.rounding
         if rounding == "stochastic" and not dequantize:
             raise InvalidValueError(
@@ -426,12 +411,7 @@ class _Export:
                 f"use exact=True, which reproduces every deterministic rounding mode."
             )
         narrow = bool(quantizer.is_narrow)
-        grouped = (
-            isinstance(scale, numpy.ndarray)
-            and scale.ndim > 0
-            and (quantizer.axis is not None or quantizer.block_size is not None)
-        )
-        if not grouped:
+        if not settings.grouped:
             scale = _float_parameter(scale, "scale")
             zero_point = _float_parameter(zero_point, "zero_point")
             if numpy.ndim(scale) or numpy.ndim(zero_point) or numpy.ndim(offset):
@@ -501,13 +481,6 @@ class _Export:
         if self.extent is None:
             return self.grid
         return tuple(dimension for size in self.grid for dimension in (size, 1))
-
-    @property
-    def blocked_shape(self) -> tuple[int, ...] | None:
-        """``(g0, b0, g1, b1, ...)``: the per-block input reshaped so that parameters broadcast."""
-        if self.extent is None:
-            return None
-        return tuple(dimension for pair in zip(self.grid, self.extent, strict=True) for dimension in pair)
 
     def input_dims(self, shape: Sequence[int | str | None] | None) -> list[int | str | None]:
         """The input's dimensions: ``shape`` checked against the parameters, or the default."""
@@ -580,35 +553,15 @@ class _Export:
 
     # -- the exact export
 
-    def plans(self, dtype: numpy.dtype[Any], rank: int) -> list[_Plan]:
-        """Blocks grouped by the dtypes intquant divides and adds them in."""
-        groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], list[int]] = {}
-        casts: list[tuple[Any, Any]] = []
-        for index, (scale, zero_point) in enumerate(zip(self.scales, self.zero_points, strict=True)):
-            divisor, shift = _cast_parameters(dtype, scale, zero_point, rank)
-            casts.append((divisor, shift))
-            groups.setdefault((divisor.dtype, shift.dtype), []).append(index)
-        plans = []
-        for (division, addition), members in groups.items():
-            scales = numpy.ones(len(self.scales), dtype=division)
-            shifts = numpy.zeros(len(self.scales), dtype=addition)
-            mask = numpy.zeros(len(self.scales), dtype=bool)
-            for index in members:
-                scales[index], shifts[index] = casts[index]
-                mask[index] = True
-            shape = self.parameter_shape
-            plans.append(_Plan(scales.reshape(shape), shifts.reshape(shape), mask.reshape(shape)))
-        return plans
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """Blocks computed in one pair of dtypes: the scale in the division's, the zero point in the
-    addition's (placeholders 1 and 0 where ``mask`` is False)."""
-
-    scale: numpy.ndarray
-    zero_point: numpy.ndarray
-    mask: numpy.ndarray
+    def plan_shape(self, rank: int) -> tuple[int, ...]:
+        """A shape of ``rank`` dimensions whose plan is the plan of every input the model takes:
+        per tensor only the rank matters (0-d inputs promote like numpy scalars), per axis the
+        parameters' grid, per block the calibration data's shape."""
+        if self.static_shape is not None:
+            return self.static_shape
+        if self.axis is not None:
+            return self.grid
+        return (1,) * rank
 
 
 def _check_dims(shape: Any) -> list[int | str | None]:
@@ -629,24 +582,16 @@ def _check_dims(shape: Any) -> list[int | str | None]:
     return dims
 
 
-def _cast_parameters(dtype: numpy.dtype[Any], scale: Any, zero_point: Any, rank: int) -> tuple[Any, Any]:
-    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values
-    of ``rank`` dimensions in (a 0-d array counts as a scalar, so promotes like one)."""
-    if rank:
-        return _plain_plan(dtype, scale, zero_point)
-    division = legacy_result_type(numpy.empty((), dtype), scale)
-    addition = legacy_result_type(numpy.empty((), division), zero_point)
-    return division.type(scale), addition.type(zero_point)
-
-
 def _computed_in(dtype: numpy.dtype[Any]) -> numpy.dtype[Any]:
     """The dtype a graph computes a ``dtype`` step in: float32 for float16 (see ``_Graph.step``)."""
     return _FLOAT32 if dtype == _FLOAT16 else dtype
 
 
-def _exactly_holds(dtype: numpy.dtype[Any], value: int) -> bool:
-    with numpy.errstate(over="ignore"):
-        return float(dtype.type(value)) == value
+def _exactly_holds(dtype: numpy.dtype[Any], values: Any) -> bool:
+    """Whether ``dtype`` holds every integer of ``values`` exactly."""
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        wide = numpy.asarray(values, dtype=numpy.float64)
+        return bool(numpy.all(wide.astype(dtype).astype(numpy.float64) == wide))
 
 
 class _Graph:
@@ -734,67 +679,77 @@ class _Graph:
         attributes: dict[str, Any] = {"axis": export.axis} if per_axis else {}
         self.node("DequantizeLinear", ["x", scale, zero_point], **attributes)
 
-    def exact_quantize(self, export: _Export, plans: list[_Plan], dtype: numpy.dtype[Any]) -> None:
-        source = self._blocked("x", export)
+    def exact_quantize(self, export: _Export, plan: QuantPlan, dtype: numpy.dtype[Any]) -> None:
+        """The plan's steps as nodes: per step ``Round(Cast<A>(Div(Cast<D>(x), scale)) + zero_point)``
+        (float16 steps run in float32 and are rounded to float16 in between), the steps' codes
+        merged per block with ``Where``, then clipped and cast to int64."""
+        view = None if plan.layout is None else plan.layout.view
+        source = self._reshaped("x", view)
         inputs: dict[numpy.dtype[Any], str] = {dtype: source}
         branches: list[str] = []
-        for plan in plans:
-            division, addition = plan.scale.dtype, plan.zero_point.dtype
-            wide_division, wide_addition = _computed_in(division), _computed_in(addition)
+        for step in plan.steps:
+            wide_division, wide_addition = _computed_in(step.division), _computed_in(step.addition)
             if wide_division not in inputs:
                 inputs[wide_division] = self.cast(source, wide_division)
-            scale = self.constant("scale", plan.scale, wide_division)
-            quotient = self.step("Div", [inputs[wide_division], scale], division)
+            scale = self.constant("scale", step.scale, wide_division)
+            quotient = self.step("Div", [inputs[wide_division], scale], step.division)
             if wide_addition != wide_division:
                 quotient = self.cast(quotient, wide_addition)
-            zero_point = self.constant("zero_point", plan.zero_point, wide_addition)
-            shifted = self.step("Add", [quotient, zero_point], addition)
-            if export.rounding == "half_up":
+            zero_point = self.constant("zero_point", step.zero_point, wide_addition)
+            shifted = self.step("Add", [quotient, zero_point], step.addition)
+            if plan.rounding == "half_up":
                 half = self.constant("half", 0.5, wide_addition)
-                rounded = self.node("Floor", [self.step("Add", [shifted, half], addition)])
+                rounded = self.node("Floor", [self.step("Add", [shifted, half], step.addition)])
             else:
-                rounded = self.node(_ROUNDING_OPS[export.rounding], [shifted])
+                rounded = self.node(_ROUNDING_OPS[plan.rounding], [shifted])
             branches.append(rounded)
-        if len(plans) == 1:
-            codes, codes_dtype = branches[0], _computed_in(plans[0].zero_point.dtype)
+        if len(plan.steps) == 1:
+            codes, codes_dtype = branches[0], _computed_in(plan.steps[0].addition)
         else:  # per block, the branch of its dtypes; rounded codes are exact in float64
             widened = [
-                branch if _computed_in(plan.zero_point.dtype) == _FLOAT64 else self.cast(branch, _FLOAT64)
-                for plan, branch in zip(plans, branches, strict=True)
+                branch if _computed_in(step.addition) == _FLOAT64 else self.cast(branch, _FLOAT64)
+                for step, branch in zip(plan.steps, branches, strict=True)
             ]
             codes, codes_dtype = widened[0], _FLOAT64
-            for plan, branch in zip(plans[1:], widened[1:], strict=True):
-                codes = self.node("Where", [self.constant("mask", plan.mask), branch, codes])
-        if export.bounds is not None:
+            for step, branch in zip(plan.steps[1:], widened[1:], strict=True):
+                codes = self.node("Where", [self.constant("mask", step.blocks), branch, codes])
+        if plan.bounds is not None:
             # intquant clips in the codes' dtype when it holds the bounds exactly, else in float64;
             # any dtype holding the codes and the bounds exactly gives the same result
-            if not all(_exactly_holds(codes_dtype, bound) for pair in export.bounds for bound in pair):
+            low, high = plan.bounds
+            if not _exactly_holds(codes_dtype, low) or not _exactly_holds(codes_dtype, high):
                 codes, codes_dtype = self.cast(codes, _FLOAT64), _FLOAT64
-            codes = self.clip(codes, codes_dtype, export.bounds, export.parameter_shape)
-        self._unblocked(self.cast(codes, _INT64), export)
+            codes = (
+                self.node(
+                    "Min",
+                    [
+                        self.node("Max", [codes, self.constant("low", low, codes_dtype)]),
+                        self.constant("high", high, codes_dtype),
+                    ],
+                )
+                if numpy.ndim(low)
+                else self.node(
+                    "Clip",
+                    [codes, self.constant("low", low, codes_dtype), self.constant("high", high, codes_dtype)],
+                )
+            )
+        self._reshaped(self.cast(codes, _INT64), None if view is None else export.static_shape)
 
-    def exact_dequantize(self, export: _Export) -> None:
-        codes = self.cast(self._blocked("x", export), _FLOAT64)
-        zero_points = numpy.array([numpy.float64(zp) for zp in export.zero_points]).reshape(
-            export.parameter_shape
-        )
-        scales = numpy.array([numpy.float64(scale) for scale in export.scales]).reshape(
-            export.parameter_shape
-        )
-        centered = self.node("Sub", [codes, self.constant("zero_point", zero_points)])
-        self._unblocked(self.node("Mul", [centered, self.constant("scale", scales)]), export)
+    def exact_dequantize(self, plan: DequantPlan) -> None:
+        """``Mul(Sub(Cast<float64>(x), zero_point), scale)``: the plan's single float64 step (int64
+        codes), with the per-block view's reshapes around it."""
+        (step,) = plan.steps
+        view = None if plan.layout is None else plan.layout.view
+        codes = self.cast(self._reshaped("x", view), _FLOAT64)
+        centered = self.node("Sub", [codes, self.constant("zero_point", step.zero_point, _FLOAT64)])
+        values = self.node("Mul", [centered, self.constant("scale", step.scale, _FLOAT64)])
+        self._reshaped(values, None if view is None or plan.layout is None else plan.layout.shape)
 
-    def _blocked(self, value: str, export: _Export) -> str:
-        if export.blocked_shape is None:
+    def _reshaped(self, value: str, shape: tuple[int, ...] | None) -> str:
+        """``value`` reshaped to ``shape`` (unchanged when None)."""
+        if shape is None:
             return value
-        return self.node(
-            "Reshape", [value, self.constant("blocked_shape", export.blocked_shape, numpy.int64)]
-        )
-
-    def _unblocked(self, value: str, export: _Export) -> str:
-        if export.static_shape is None:
-            return value
-        return self.node("Reshape", [value, self.constant("shape", export.static_shape, numpy.int64)])
+        return self.node("Reshape", [value, self.constant("shape", shape, numpy.int64)])
 
     def model(
         self,

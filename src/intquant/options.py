@@ -6,7 +6,14 @@ from typing import Any
 
 from intquant._core.checks import check_flag, check_n_bits, check_option_combination
 from intquant._core.codec import JSONSerializable
-from intquant._core.extras import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
+from intquant._core.extras import (
+    EXTRA_OPTIONS,
+    ExtraOptionDefaults,
+    check_extra_options,
+    copy_extra_options,
+    extra_dump,
+    needs_intquant_tag,
+)
 from intquant._core.members import (
     OPTION_MEMBERS,
     copy_members,
@@ -19,7 +26,12 @@ from intquant._core.members import (
 __all__ = ["QuantizationOptions", "options_equivalent"]
 
 
-class QuantizationOptions(JSONSerializable):
+class QuantizationOptions(
+    ExtraOptionDefaults,
+    JSONSerializable,
+    tag="QuantizationOptions",
+    versioned_tag="intquant.QuantizationOptions",
+):
     """Options for quantization: how many bits, and how values map onto the integer grid.
 
     Signed quantization allows negative codes (an offset of ``2**(n_bits-1)``). Symmetric
@@ -58,14 +70,6 @@ class QuantizationOptions(JSONSerializable):
     is_qat: bool = False
     is_narrow: bool = False
     is_precomputed_qat: bool = False
-
-    # Extra options (see intquant.extensions); not annotated, so fill_from_kwargs ignores them.
-    rounding = "half_even"
-    seed = None
-    axis = None
-    block_size = None
-    zero_in_range = False
-    power_of_two_scale = False
 
     def __init__(
         self,
@@ -113,13 +117,19 @@ class QuantizationOptions(JSONSerializable):
         """Whether ``opts`` quantizes the same way (see :func:`options_equivalent`)."""
         return options_equivalent(self, opts, ignore_sign_qat)
 
+    def serial_tag(self) -> str:
+        """``"QuantizationOptions"``, or ``"intquant.QuantizationOptions"`` for options Concrete
+        ML would quantize with differently (rounding, per-axis, per-block)."""
+        return "intquant.QuantizationOptions" if needs_intquant_tag(self) else "QuantizationOptions"
+
     def dump_dict(self) -> dict[str, Any]:
         """The six members, in order, then the extra options that differ from their defaults."""
         return {**{name: getattr(self, name) for name in OPTION_MEMBERS}, **extra_dump(self)}
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> QuantizationOptions:
-        """Rebuild options from :meth:`dump_dict` output (all six seed keys required)."""
+    def load_dict(metadata: dict[str, Any], format_version: int = 0) -> QuantizationOptions:
+        """Rebuild options from :meth:`dump_dict` output (all six seed keys required); the
+        payload is the same under both tags (``format_version`` 0 or 1)."""
         require_keys(metadata, OPTION_MEMBERS, "QuantizationOptions", optional=tuple(EXTRA_OPTIONS))
         extras = {name: metadata[name] for name in EXTRA_OPTIONS if name in metadata}
         options = QuantizationOptions(

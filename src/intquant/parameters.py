@@ -6,15 +6,16 @@ from typing import Any, Optional, Union
 
 import numpy
 
+from intquant._core.calibrator import Calibrator
 from intquant._core.checks import check_options, check_range
 from intquant._core.codec import JSONSerializable
 from intquant._core.formulas import (
     STABILITY_CONST,
     adjust_parameters_to_power_of_two,
+    block_parameters,
     choose_uniform_parameters,
     range_including_zero,
 )
-from intquant._core.granularity import grouped_parameters
 from intquant._core.members import (
     PARAM_MEMBERS,
     copy_members,
@@ -28,7 +29,7 @@ from intquant._numpy124.promotion import as_numpy_operand
 __all__ = ["UniformQuantizationParameters", "compute_parameters"]
 
 
-class UniformQuantizationParameters(JSONSerializable):
+class UniformQuantizationParameters(JSONSerializable, tag="UniformQuantizationParameters"):
     """Parameters that map real values to integer codes: ``q = rint(x / scale + zero_point)``.
 
     ``offset`` is ``2**(n_bits-1)`` for signed codes, else 0; codes are clipped to
@@ -118,7 +119,7 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
         When the parameters would not be finite.
     """
     n_bits = check_options(options)
-    if hasattr(stats, "range_for"):
+    if isinstance(stats, Calibrator):
         rmin, rmax = stats.range_for(options)
         uvalues: Any = None
     else:
@@ -151,5 +152,5 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
         return power, zero_point, result[2]
 
     if isinstance(rmin, numpy.ndarray) and rmin.ndim:
-        return grouped_parameters(rmin, rmax, uvalues, choose)
+        return block_parameters(rmin, rmax, uvalues, choose)
     return choose(rmin, rmax, uvalues)

@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import numpy
 
+from intquant._core.calibrator import Calibrator
 from intquant._core.checks import check_n_bits
 from intquant._core.codec import JSONSerializable
 from intquant._core.extras import EXTRA_OPTIONS, check_extra_options
@@ -22,7 +23,7 @@ __all__ = ["QuantizedArray"]
 _DUMP_KEYS = ("quantizer", "n_bits", "values", "qvalues")
 
 
-class QuantizedArray(JSONSerializable):
+class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
     """Float values and their integer codes, kept in sync by a :class:`UniformQuantizer`.
 
     Parameters
@@ -85,7 +86,7 @@ class QuantizedArray(JSONSerializable):
             setattr(options, name, value)
         options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
         calibration: Any = None
-        if hasattr(stats, "range_for"):  # a calibration method: its own state, not the members
+        if isinstance(stats, Calibrator):  # a calibration method: its own state, not the members
             clash = [name for name in STATS_MEMBERS if name in kwargs]
             if clash:
                 raise InvalidTypeError(

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, TypeGuard
+from typing import Any, Optional
 
 import numpy
 
-from intquant._core.checks import check_flag, check_n_bits, check_scale
+from intquant._core.calibrator import Calibrator
+from intquant._core.checks import as_real_array, check_flag, check_n_bits
 from intquant._core.codec import JSONSerializable
-from intquant._core.extras import EXTRA_OPTIONS, check_extra_options, copy_extra_options, extra_dump
-from intquant._core.formulas import as_real_array, convert_codes, dequantize, integer_bounds, quantize
-from intquant._core.granularity import block_extent, dequantize_grouped, quantize_grouped
+from intquant._core.execute import dequantize_with, quantize_with
+from intquant._core.extras import (
+    EXTRA_OPTIONS,
+    ExtraOptionDefaults,
+    check_extra_options,
+    copy_extra_options,
+    extra_dump,
+    needs_intquant_tag,
+)
+from intquant._core.formulas import convert_codes
+from intquant._core.granularity import granularity_of
 from intquant._core.members import (
     OPTION_MEMBERS,
     PARAM_MEMBERS,
@@ -19,7 +28,16 @@ from intquant._core.members import (
     members_repr,
     same_members,
 )
-from intquant.errors import InvalidDtypeError, MissingParameterError, SerializationError
+from intquant._core.plan import (
+    INFERRED_QAT,
+    NO_CLIPPING,
+    DequantPlan,
+    QuantizerSettings,
+    QuantPlan,
+    dequant_plan,
+    quant_plan,
+)
+from intquant.errors import MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions, copy_options, options_equivalent
 from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
 from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, uniform_grid_check
@@ -29,7 +47,9 @@ __all__ = ["UniformQuantizer"]
 _ALL_MEMBERS = OPTION_MEMBERS + STATS_MEMBERS + PARAM_MEMBERS
 
 
-class UniformQuantizer(JSONSerializable):
+class UniformQuantizer(
+    ExtraOptionDefaults, JSONSerializable, tag="UniformQuantizer", versioned_tag="intquant.UniformQuantizer"
+):
     """Uniform quantizer: quantizes and dequantizes numpy arrays.
 
     It holds the members of the three parameter sets side by side (``n_bits`` and the five
@@ -70,13 +90,6 @@ class UniformQuantizer(JSONSerializable):
     rmax: Optional[float] = None
     rmin: Optional[float] = None
     uvalues: Optional[numpy.ndarray] = None
-    # Extra options (intquant.extensions), defaults as on QuantizationOptions.
-    rounding = "half_even"
-    seed = None
-    axis = None
-    block_size = None
-    zero_in_range = False
-    power_of_two_scale = False
 
     def __init__(
         self,
@@ -150,7 +163,7 @@ class UniformQuantizer(JSONSerializable):
         From a calibration object (``intquant.calibration``), copy its clipping range for this
         quantizer's options (and no ``uvalues``).
         """
-        if hasattr(stats, "range_for") and hasattr(self, "n_bits"):
+        if isinstance(stats, Calibrator) and hasattr(self, "n_bits"):
             self.rmin, self.rmax = stats.range_for(self)
             self.uvalues = None
             return
@@ -183,7 +196,8 @@ class UniformQuantizer(JSONSerializable):
         clipping with ``no_clipping``, nor for QAT values whose parameters were inferred
         (``is_qat and not is_precomputed_qat``). Float16/float32 arrays are divided in their own
         precision, as numpy 1.24 does. ``round`` is the ``rounding`` option (half to even by
-        default). With per-axis or per-block parameters each block uses its own.
+        default). With per-axis or per-block parameters each block uses its own. The steps are
+        those of :meth:`quant_plan`.
 
         Parameters
         ----------
@@ -198,40 +212,15 @@ class UniformQuantizer(JSONSerializable):
         MissingParameterError
             If scale, zero point or offset (or, for clipping, n_bits) are not set.
         ValueError
-            For a zero or non-finite scale, NaN values, codes beyond int64 without clipping, or
-            codes that ``dtype`` cannot hold exactly.
+            For a zero or non-finite scale, NaN values, codes beyond int64 without clipping,
+            codes that ``dtype`` cannot hold exactly, or values whose shape does not fit
+            per-axis/per-block parameters.
         """
-        scale, zero_point, offset = self._require_parameters()
-        check_scale(scale)
-        clipping = not self.no_clipping and (not self.is_qat or self.is_precomputed_qat)
-        n_bits = self._require_n_bits() if clipping else 0
-        narrow = bool(self.is_narrow)
+        settings = self.settings()
         operand = as_real_array(values, "values to quantize")
-        rounding, generator = self.rounding, self._rng()
-        if self._grouped(scale):
-            array = numpy.asarray(operand)
-            offsets = numpy.broadcast_to(numpy.asarray(offset), scale.shape).reshape(-1)
-
-            def bounds_of(index: int) -> tuple[int, int] | None:
-                return integer_bounds(n_bits, int(offsets[index]), narrow) if clipping else None
-
-            codes = quantize_grouped(
-                array,
-                block_extent(array.shape, self.axis, self.block_size),
-                scale,
-                zero_point,
-                bounds_of,
-                lambda row, block_scale, block_zero_point, bounds: quantize(
-                    row, block_scale, block_zero_point, bounds, rounding, generator
-                ),
-            )
-            span = None
-            if clipping:
-                lows, highs = zip(*(bounds_of(index) for index in range(offsets.size)), strict=True)
-                span = (min(lows), max(highs))
-            return convert_codes(codes, dtype, span)
-        bounds = integer_bounds(n_bits, offset, narrow) if clipping else None
-        return convert_codes(quantize(operand, scale, zero_point, bounds, rounding, generator), dtype, bounds)
+        plan = quant_plan(settings, operand.dtype, numpy.shape(operand))
+        codes = quantize_with(plan, operand, self.rng)
+        return convert_codes(codes, dtype, plan.span)
 
     def dequant(self, qvalues: numpy.ndarray) -> Any:
         """De-quantize: ``scale * (qvalues - float64(zero_point))`` (per block if so calibrated).
@@ -243,33 +232,59 @@ class UniformQuantizer(JSONSerializable):
         InvalidDtypeError
             If the scale is neither a float nor a float64 array.
         """
-        scale, zero_point, _ = self._require_parameters(need_offset=False)
-        if not (
-            isinstance(scale, (float, numpy.floating))
-            or (isinstance(scale, numpy.ndarray) and scale.dtype == numpy.float64)
-        ):
-            raise InvalidDtypeError(
-                f"the scale must be a float or a float64 array to dequantize; got {scale!r} of "
-                f"type {type(scale).__name__}. Set it with numpy.float64(scale)."
-            )
+        settings = self.settings(need_offset=False)
         operand = as_real_array(qvalues, "quantized values")
-        if self._grouped(scale):
-            codes = numpy.asarray(operand)
-            return dequantize_grouped(
-                codes, block_extent(codes.shape, self.axis, self.block_size), scale, zero_point, dequantize
-            )
-        return dequantize(operand, scale, zero_point)
+        return dequantize_with(dequant_plan(settings, operand.dtype, numpy.shape(operand)), operand)
 
-    def _grouped(self, scale: Any) -> TypeGuard[numpy.ndarray]:
-        """Whether parameters are per axis or per block (arrays, with a granularity option)."""
-        return (
-            isinstance(scale, numpy.ndarray)
-            and scale.ndim > 0
-            and (self.axis is not None or self.block_size is not None)
+    def settings(self, need_offset: bool = True) -> QuantizerSettings:
+        """The parameters and options quantization depends on, read from this quantizer now.
+
+        Raises
+        ------
+        MissingParameterError
+            If the scale or zero point (or, with ``need_offset``, the offset; or, when codes are
+            clipped, ``n_bits``) are not set.
+        """
+        scale, zero_point, offset = self._require_parameters(need_offset)
+        if self.no_clipping:
+            unclipped: str | None = NO_CLIPPING
+        elif self.is_qat and not self.is_precomputed_qat:
+            unclipped = INFERRED_QAT
+        else:
+            unclipped = None
+            if need_offset:
+                self._require_n_bits()
+        return QuantizerSettings(
+            scale,
+            zero_point,
+            offset,
+            getattr(self, "n_bits", None),
+            bool(self.is_narrow),
+            unclipped,
+            self.rounding,
+            granularity_of(self.axis, self.block_size),
         )
 
-    def _rng(self) -> numpy.random.Generator | None:
-        """The generator of stochastic rounding, seeded from ``seed`` on first use."""
+    def quant_plan(self, dtype: Any, shape: tuple[int, ...]) -> QuantPlan:
+        """The plan :meth:`quant` executes for values of ``dtype`` and ``shape`` (cached by the
+        parameters' values; see :mod:`intquant._core.plan`). Backends (torch, ONNX, dask, the
+        command line) execute the same plan.
+
+        Raises
+        ------
+        MissingParameterError, InvalidValueError
+            As :meth:`quant` does for missing or unusable parameters and misfit shapes.
+        """
+        return quant_plan(self.settings(), numpy.dtype(dtype), tuple(shape))
+
+    def dequant_plan(self, dtype: Any, shape: tuple[int, ...]) -> DequantPlan:
+        """The plan :meth:`dequant` executes for codes of ``dtype`` and ``shape``."""
+        return dequant_plan(self.settings(need_offset=False), numpy.dtype(dtype), tuple(shape))
+
+    @property
+    def rng(self) -> numpy.random.Generator | None:
+        """The generator of stochastic rounding, seeded from ``seed`` on first use (None for the
+        deterministic rounding modes). Chunked executors draw from it in order."""
         if self.rounding != "stochastic":
             return None
         if self._generator is None:
@@ -286,13 +301,11 @@ class UniformQuantizer(JSONSerializable):
         missing = [name for name in PARAM_MEMBERS if getattr(self, name) is None]
         if not need_offset:
             missing = [name for name in missing if name != "offset"]
-        if missing:
-            raise MissingParameterError(
-                f"the quantizer has no {', '.join(missing)} yet; call "
-                f"compute_quantization_parameters(options, stats) first, or pass "
-                f"UniformQuantizationParameters(scale, zero_point, offset)."
-            )
-        return self.scale, self.zero_point, self.offset
+        raise MissingParameterError(
+            f"the quantizer has no {', '.join(missing)} yet; call "
+            f"compute_quantization_parameters(options, stats) first, or pass "
+            f"UniformQuantizationParameters(scale, zero_point, offset)."
+        )
 
     def _require_n_bits(self) -> int:
         if not hasattr(self, "n_bits"):
@@ -303,6 +316,12 @@ class UniformQuantizer(JSONSerializable):
         return check_n_bits(self.n_bits)
 
     # -- serialization
+    def serial_tag(self) -> str:
+        """``"UniformQuantizer"`` (Concrete ML's tag), or ``"intquant.UniformQuantizer"`` when
+        Concrete ML would quantize differently: a rounding other than half to even, per-axis or
+        per-block parameters."""
+        return "intquant.UniformQuantizer" if needs_intquant_tag(self) else "UniformQuantizer"
+
     def dump_dict(self) -> dict[str, Any]:
         """Every member the quantizer has, then ``no_clipping`` (``n_bits`` may be absent); the
         extra options that differ from their defaults come after the option members."""
@@ -311,8 +330,11 @@ class UniformQuantizer(JSONSerializable):
         return {**options, **extra_dump(self), **rest}
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any]) -> UniformQuantizer:
-        """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults."""
+    def load_dict(metadata: dict[str, Any], format_version: int = 0) -> UniformQuantizer:
+        """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults.
+
+        ``format_version`` is that of the ``intquant.UniformQuantizer`` tag (1; the payload is
+        the same as under Concrete ML's tag, 0)."""
         known = (*_ALL_MEMBERS, "no_clipping", *EXTRA_OPTIONS)
         if not isinstance(metadata, dict):
             raise SerializationError(

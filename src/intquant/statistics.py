@@ -8,9 +8,8 @@ import numpy
 
 from intquant._core.checks import check_calibration_values, check_n_bits
 from intquant._core.codec import JSONSerializable
-from intquant._core.extras import check_extra_options
-from intquant._core.formulas import is_uniform_grid, merge_uniques, minmax_statistics
-from intquant._core.granularity import block_extent, grouped_statistics
+from intquant._core.formulas import block_statistics, is_uniform_grid, merge_uniques, minmax_statistics
+from intquant._core.granularity import granularity_of
 from intquant._core.members import (
     STATS_MEMBERS,
     copy_members,
@@ -24,7 +23,7 @@ from intquant.errors import InvalidTypeError, InvalidValueError, MissingParamete
 __all__ = ["MinMaxQuantizationStats", "calibrate", "merge_statistics", "uniform_grid_check"]
 
 
-class MinMaxQuantizationStats(JSONSerializable):
+class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
     """Statistics of a calibration set: ``rmin``, ``rmax`` and ``uvalues``.
 
     ``uvalues`` are the sorted distinct values rounded to 2 decimals; QAT quantization uses them
@@ -162,8 +161,8 @@ def calibrate(
     array = check_calibration_values(values)
     if axis is None and block_size is None:
         return minmax_statistics(array)
-    checked = check_extra_options(axis=axis, block_size=block_size)
-    return grouped_statistics(array, block_extent(array.shape, axis, checked["block_size"]))
+    extent = granularity_of(axis, block_size).extent(array.shape)
+    return block_statistics(array, extent)
 
 
 def merge_statistics(first: tuple[Any, Any, Any], second: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:

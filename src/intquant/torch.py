@@ -54,23 +54,16 @@ run in float64 on the device too: a device without float64 (Apple's MPS) refuses
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Union
 
 import numpy
 
-from intquant._core.checks import check_scale
-from intquant._core.formulas import (
-    _beyond_int64_error,
-    _clip_range,
-    _plain_plan,
-    convert_codes,
-    integer_bounds,
-)
-from intquant._core.granularity import block_extent, check_grid, grid_shape
-from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
+from intquant._core.execute import beyond_int64_error, clip_range
+from intquant._core.formulas import convert_codes
+from intquant._core.plan import DequantPlan, QuantPlan, representable_range
 from intquant.errors import (
-    InvalidDtypeError,
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
@@ -102,7 +95,6 @@ _CODE_DTYPES: dict[torch.dtype, numpy.dtype[Any]] = {
     torch.float64: numpy.dtype(numpy.float64),
 }
 _INT64_LIMIT = 2.0**63  # float64 values in [-2**63, 2**63) convert to int64 exactly
-_CACHE_SIZE = 32  # prepared parameter sets kept per TorchUniformQuantizer
 
 
 def _round_half_even(codes: torch.Tensor) -> None:
@@ -131,63 +123,33 @@ _ROUNDERS = {
 
 
 @dataclass(frozen=True)
-class _Grid:
-    """A quantizer's parameters as flat numpy arrays (one entry per block) and their layout.
-
-    The parameter tensors have ``shape`` and broadcast against the values, viewed as ``split``
-    when that is not None (per-block). ``exact`` says whether the torch path reproduces intquant
-    for these parameter types; ``scalar_input`` whether numpy's scalar rules apply (0-d values
-    with per-tensor parameters).
-    """
-
-    scales: numpy.ndarray
-    zero_points: numpy.ndarray
-    offsets: numpy.ndarray | None
-    shape: tuple[int, ...]
-    split: tuple[int, ...] | None
-    scalar_input: bool
-    exact: bool
-
-
-@dataclass(frozen=True)
 class _Step:
-    """One dtype plan: ``first`` and ``second`` are the two parameters, each already in the dtype
-    of its operation (quant: scale, zero point; dequant: zero point, scale), shaped for
-    broadcasting; ``mask`` selects the blocks computed by this plan (None: all of them)."""
+    """One step of a plan on a device: its two parameters as tensors (quant: scale, zero point;
+    dequant: zero point, scale), each in its operation's dtype, and the mask of its blocks."""
 
     first: torch.Tensor
     second: torch.Tensor
-    mask: torch.Tensor | None
+    blocks: torch.Tensor | None
 
 
 @dataclass(frozen=True)
-class _QuantPlan:
-    """Everything ``quant`` needs for one parameter set, values dtype and device."""
+class _OnDevice:
+    """A plan's parameters moved to one device: the steps, and (quant) the per-block bounds and
+    the representable range of fake_quant's gradient."""
 
-    steps: tuple[_Step, ...] | None  # None: the numpy fallback computes the codes
-    split: tuple[int, ...] | None
-    clip: tuple[int, int] | None  # the same bounds for every block
-    clip_grid: tuple[torch.Tensor, torch.Tensor] | None  # per-block bounds, float64
-    span: tuple[int, int] | None  # the widest bounds, for the code dtype check
-    inside: tuple[torch.Tensor, torch.Tensor] | None  # float64 range of fake_quant's gradient
-
-
-@dataclass(frozen=True)
-class _DequantPlan:
-    """Everything ``dequant`` needs for one parameter set, codes dtype and device."""
-
-    steps: tuple[_Step, ...] | None  # None: the numpy fallback computes the values
-    split: tuple[int, ...] | None
-    dtype: torch.dtype  # of the result (the widest of the steps' dtypes)
+    steps: tuple[_Step, ...]
+    bounds: tuple[torch.Tensor, torch.Tensor] | None
+    inside: tuple[torch.Tensor, torch.Tensor] | None
 
 
 class TorchUniformQuantizer:
     """Quantize and dequantize ``torch.Tensor`` values exactly as a :class:`~intquant.UniformQuantizer`.
 
     The codes of :meth:`quant` are the integers ``quantizer.quant(tensor.cpu().numpy())`` gives,
-    computed by torch on the tensor's device (see the module's documentation for the dtypes and
-    the fallbacks). The quantizer is read at every call, so later changes to its parameters are
-    seen; the parameters cast for torch are cached per parameter values, dtype and device.
+    computed by torch on the tensor's device: both execute the same plan
+    (:meth:`UniformQuantizer.quant_plan`), this class with torch operations. The quantizer is read
+    at every call, so later changes to its parameters are seen; the plans' parameters moved to a
+    device are kept while the plan lives.
 
     Parameters
     ----------
@@ -223,7 +185,6 @@ class TorchUniformQuantizer:
                 f"or UniformQuantizer(options, stats, params)."
             )
         self.quantizer = quantizer
-        self._plans: dict[tuple[Any, ...], Any] = {}
 
     def __repr__(self) -> str:
         return f"TorchUniformQuantizer({self.quantizer!r})"
@@ -263,21 +224,26 @@ class TorchUniformQuantizer:
             does), or values whose shape does not match per-axis/per-block parameters.
         """
         target = _code_dtype(dtype)
-        quantizer = self.quantizer
-        scale, zero_point, offset = quantizer._require_parameters()
-        check_scale(scale)
-        clipping = not quantizer.no_clipping and (not quantizer.is_qat or quantizer.is_precomputed_qat)
-        n_bits = quantizer._require_n_bits() if clipping else 0
-        values_dtype = _values_dtype(tensor, "values to quantize")
-        plan = self._quant_plan(tensor, values_dtype, scale, zero_point, offset, clipping, n_bits)
-        if plan.steps is None or quantizer.rounding not in _ROUNDERS:
+        plan = self.quantizer.quant_plan(_values_dtype(tensor, "values to quantize"), tuple(tensor.shape))
+        if plan.generic or plan.rounding not in _ROUNDERS:  # numpy's own broadcasting, or random draws
             host = tensor.detach().cpu().numpy()
-            codes = quantizer.quant(host, dtype=None if target is None else _CODE_DTYPES[target])
-            return torch.from_numpy(numpy.array(codes)).to(tensor.device)
+            host_codes = self.quantizer.quant(host, dtype=None if target is None else _CODE_DTYPES[target])
+            return torch.from_numpy(numpy.array(host_codes)).to(tensor.device)
+        prepared = _prepared(plan, tensor.device)
         values = tensor.detach()
-        rounded = _rounded_codes(values, plan.steps, plan.split, quantizer.rounding)
-        codes = _codes_to_int64(rounded, plan, values, scale, zero_point).reshape(values.shape)
-        return _convert_codes(codes, target, plan.span)
+        if plan.layout is not None and plan.layout.view is not None:
+            values = values.reshape(plan.layout.view)
+        codes: torch.Tensor | None = None
+        for on_device in prepared.steps:
+            shifted = torch.div(values.to(on_device.first.dtype), on_device.first)  # a new tensor
+            if shifted.dtype != on_device.second.dtype:
+                shifted = shifted.to(on_device.second.dtype)
+            shifted.add_(on_device.second)
+            _ROUNDERS[plan.rounding](shifted)
+            codes = _merged(codes, shifted, on_device.blocks, torch.float64)
+        assert codes is not None  # a plan has at least one step
+        clipped = _codes_to_int64(codes, plan, prepared, tensor)
+        return _convert_codes(clipped.reshape(tensor.shape), target, plan.span)
 
     def dequant(self, tensor: torch.Tensor) -> torch.Tensor:
         """De-quantize: ``scale * (tensor - float64(zero_point))``, on the tensor's device.
@@ -307,117 +273,36 @@ class TorchUniformQuantizer:
         InvalidValueError
             If the codes' shape does not match per-axis/per-block parameters.
         """
-        quantizer = self.quantizer
-        scale, zero_point, _ = quantizer._require_parameters(need_offset=False)
-        if not (
-            isinstance(scale, (float, numpy.floating))
-            or (isinstance(scale, numpy.ndarray) and scale.dtype == numpy.float64)
-        ):
-            raise InvalidDtypeError(
-                f"the scale must be a float or a float64 array to dequantize; got {scale!r} of "
-                f"type {type(scale).__name__}. Set it with numpy.float64(scale)."
-            )
-        codes_dtype = _values_dtype(tensor, "quantized values")
-        plan = self._dequant_plan(tensor, codes_dtype, scale, zero_point)
-        if plan.steps is None:
-            values = quantizer.dequant(tensor.detach().cpu().numpy())
+        plan = self.quantizer.dequant_plan(_values_dtype(tensor, "quantized values"), tuple(tensor.shape))
+        if plan.generic:
+            values = self.quantizer.dequant(tensor.detach().cpu().numpy())
             return torch.from_numpy(numpy.array(values)).to(tensor.device)
+        prepared = _prepared(plan, tensor.device)
         codes = tensor.detach()
-        if plan.split is not None:
-            codes = codes.reshape(plan.split)
+        if plan.layout is not None and plan.layout.view is not None:
+            codes = codes.reshape(plan.layout.view)
+        assert plan.dtype is not None  # set on every plan that is not generic
         result: torch.Tensor | None = None
-        for step in plan.steps:
-            centered = codes.to(step.first.dtype) - step.first  # a new tensor: safe to update
-            if centered.dtype != step.second.dtype:
-                centered = centered.to(step.second.dtype)
-            centered.mul_(step.second)
-            result = _merge(result, centered, step.mask, plan.dtype)
+        for on_device in prepared.steps:
+            centered = codes.to(on_device.first.dtype) - on_device.first  # a new tensor: safe to update
+            if centered.dtype != on_device.second.dtype:
+                centered = centered.to(on_device.second.dtype)
+            centered.mul_(on_device.second)
+            result = _merged(result, centered, on_device.blocks, _torch_dtype(plan.dtype))
         assert result is not None  # a plan has at least one step
         return result.reshape(tensor.shape)
 
     def _inside(self, tensor: torch.Tensor) -> torch.Tensor | None:
         """Where ``tensor`` lies in the representable range (bool, its shape); None: everywhere."""
-        quantizer = self.quantizer
-        scale, zero_point, offset = quantizer._require_parameters()
-        if quantizer.no_clipping or (quantizer.is_qat and not quantizer.is_precomputed_qat):
+        plan = self.quantizer.quant_plan(_values_dtype(tensor, "values"), tuple(tensor.shape))
+        prepared = _prepared(plan, tensor.device)
+        if prepared.inside is None:
             return None
-        plan = self._quant_plan(
-            tensor,
-            _values_dtype(tensor, "values"),
-            scale,
-            zero_point,
-            offset,
-            True,
-            quantizer._require_n_bits(),
-        )
-        assert plan.inside is not None  # computed whenever clipping
-        lowest, highest = plan.inside
+        lowest, highest = prepared.inside
         values = tensor.detach().to(torch.float64)  # float16/32 values are exact in float64
-        if plan.split is not None:
-            values = values.reshape(plan.split)
+        if plan.layout is not None and plan.layout.view is not None:
+            values = values.reshape(plan.layout.view)
         return ((values >= lowest) & (values <= highest)).reshape(tensor.shape)
-
-    # -- prepared parameters, cached by parameter values, dtype and device
-    def _quant_plan(
-        self,
-        tensor: torch.Tensor,
-        values_dtype: numpy.dtype[Any],
-        scale: Any,
-        zero_point: Any,
-        offset: Any,
-        clipping: bool,
-        n_bits: int,
-    ) -> _QuantPlan:
-        quantizer = self.quantizer
-        grid = _grid(quantizer, scale, zero_point, offset if clipping else None, tuple(tensor.shape))
-        key = (
-            "quant",
-            _fingerprint(scale),
-            _fingerprint(zero_point),
-            _fingerprint(offset) if clipping else None,
-            quantizer.axis,
-            quantizer.block_size,
-            grid.shape,
-            grid.split,
-            grid.scalar_input,
-            values_dtype,
-            n_bits,
-            bool(quantizer.is_narrow),
-            tensor.device,
-        )
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = _build_quant_plan(grid, values_dtype, n_bits, bool(quantizer.is_narrow), tensor.device)
-            self._remember(key, plan)
-        return plan
-
-    def _dequant_plan(
-        self, tensor: torch.Tensor, codes_dtype: numpy.dtype[Any], scale: Any, zero_point: Any
-    ) -> _DequantPlan:
-        quantizer = self.quantizer
-        grid = _grid(quantizer, scale, zero_point, None, tuple(tensor.shape))
-        key = (
-            "dequant",
-            _fingerprint(scale),
-            _fingerprint(zero_point),
-            quantizer.axis,
-            quantizer.block_size,
-            grid.shape,
-            grid.split,
-            grid.scalar_input,
-            codes_dtype,
-            tensor.device,
-        )
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = _build_dequant_plan(grid, codes_dtype, tensor.device)
-            self._remember(key, plan)
-        return plan
-
-    def _remember(self, key: tuple[Any, ...], plan: Any) -> None:
-        if len(self._plans) >= _CACHE_SIZE:
-            self._plans.clear()
-        self._plans[key] = plan
 
 
 # -- fake quantization
@@ -549,181 +434,59 @@ def _values_dtype(tensor: Any, what: str) -> numpy.dtype[Any]:
     return dtype
 
 
-def _fingerprint(value: Any) -> tuple[Any, ...]:
-    """A hashable key telling parameter values apart bit for bit (dtype, shape and bytes)."""
-    operand = numpy.asarray(as_numpy_operand(value))
-    return type(value), operand.dtype.str, operand.shape, operand.tobytes()
+#: The parameters of each live plan, per device.
+_PREPARED: weakref.WeakKeyDictionary[Any, dict[torch.device, _OnDevice]] = weakref.WeakKeyDictionary()
 
 
-def _is_integer(value: Any) -> bool:
-    return isinstance(value, (int, numpy.integer)) and not isinstance(value, (bool, numpy.bool_))
+def _prepared(plan: QuantPlan | DequantPlan, device: torch.device) -> _OnDevice:
+    """The plan's parameters as tensors on ``device`` (made once per plan and device)."""
+    per_device = _PREPARED.setdefault(plan, {})
+    prepared = per_device.get(device)
+    if prepared is None:
+        prepared = _prepare(plan, device)
+        per_device[device] = prepared
+    return prepared
 
 
-def _grid(
-    quantizer: UniformQuantizer, scale: Any, zero_point: Any, offset: Any, shape: tuple[int, ...]
-) -> _Grid:
-    """The parameters laid out to broadcast against values of ``shape`` (``offset`` None: no
-    clipping). Raises intquant's errors for values that do not fit per-axis/per-block parameters."""
-    if (
-        isinstance(scale, numpy.ndarray)
-        and scale.ndim > 0
-        and (quantizer.axis is not None or quantizer.block_size is not None)
-    ):  # per axis or per block: intquant quantizes each block on its own
-        extent = block_extent(shape, quantizer.axis, quantizer.block_size)
-        check_grid(shape, extent, scale)
-        grid = grid_shape(shape, extent)
-        zero_points = numpy.asarray(zero_point).reshape(-1)[: scale.size]
-        offsets = None
-        if offset is not None:
-            offsets = numpy.array(
-                [int(item) for item in numpy.broadcast_to(numpy.asarray(offset), grid).flat]
+def _prepare(plan: QuantPlan | DequantPlan, device: torch.device) -> _OnDevice:
+    if isinstance(plan, DequantPlan):
+        steps = tuple(
+            _Step(
+                _on_device(step.zero_point, device),
+                _on_device(step.scale, device),
+                _mask(step.blocks, device),
             )
-        exact = (
-            scale.dtype.kind == "f"
-            and isinstance(zero_point, numpy.ndarray)
-            and zero_point.shape == scale.shape
-            and zero_point.dtype.kind in "iuf"
+            for step in plan.steps
         )
-        if all(blocks == 1 or size == 1 for blocks, size in zip(grid, extent, strict=True)):
-            split, layout = None, grid  # per axis: the grid broadcasts against the values
-        else:
-            split = tuple(size for pair in zip(grid, extent, strict=True) for size in pair)
-            layout = tuple(size for blocks in grid for size in (blocks, 1))
-        return _Grid(scale.reshape(-1), zero_points, offsets, layout, split, False, exact)
-    scale_operand, zero_point_operand = as_numpy_operand(scale), as_numpy_operand(zero_point)
-    if numpy.ndim(scale_operand) == 0 and numpy.ndim(zero_point_operand) == 0:  # per tensor
-        exact = (
-            scale_operand.dtype.kind == "f"
-            and zero_point_operand.dtype.kind in "iuf"
-            and (offset is None or _is_integer(offset))
-        )
-        offsets = None if offset is None else numpy.array([int(offset)])
-        return _Grid(
-            numpy.asarray(scale_operand).reshape(1),
-            numpy.asarray(zero_point_operand).reshape(1),
-            offsets,
-            (),
-            None,
-            len(shape) == 0,
-            exact,
-        )
-    # Array parameters without a granularity option broadcast as numpy broadcasts them; only
-    # fake_quant's range uses this layout (quant and dequant take the numpy path).
-    operands = [numpy.asarray(scale_operand), numpy.asarray(zero_point_operand)]
-    if offset is not None:
-        operands.append(numpy.asarray(offset))
-    broadcast = numpy.broadcast_arrays(*operands)
-    offsets = None if offset is None else broadcast[2].astype(numpy.int64).reshape(-1)
-    return _Grid(
-        broadcast[0].reshape(-1), broadcast[1].reshape(-1), offsets, broadcast[0].shape, None, False, False
+        return _OnDevice(steps, None, None)
+    steps = tuple(
+        _Step(_on_device(step.scale, device), _on_device(step.zero_point, device), _mask(step.blocks, device))
+        for step in plan.steps
     )
-
-
-def _quant_dtypes(
-    dtype: numpy.dtype[Any], scalar_input: bool, scale: Any, zero_point: Any
-) -> tuple[Any, Any]:
-    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values in.
-
-    intquant's ``_plain_plan`` for arrays; numpy's scalar rules for 0-d values (true division of
-    integers gives float64 in both).
-    """
-    if not scalar_input:
-        return _plain_plan(dtype, scale, zero_point)
-    division = legacy_result_type(numpy.empty((), dtype), scale)
-    quotient = division if division.kind == "f" else numpy.dtype(numpy.float64)
-    addition = legacy_result_type(numpy.empty((), quotient), zero_point)
-    return division.type(scale), addition.type(zero_point)
-
-
-def _dequant_dtypes(
-    dtype: numpy.dtype[Any], scalar_input: bool, scale: Any, zero_point: Any
-) -> tuple[Any, Any]:
-    """``(float64(zero_point), scale)`` cast to the dtypes numpy 1.24 subtracts and multiplies
-    ``dtype`` codes in, as ``intquant.kernels.dequantize`` computes ``scale * (q - zero_point)``."""
-    codes = numpy.empty(() if scalar_input else (1,), dtype)
-    zero = numpy.asarray(zero_point, dtype=numpy.float64)[()]
-    subtraction = legacy_result_type(codes, zero)
-    multiplication = legacy_result_type(scale, numpy.empty(codes.shape, subtraction))
-    return subtraction.type(zero), multiplication.type(scale)
-
-
-def _steps(plans: list[tuple[Any, Any]], shape: tuple[int, ...], device: torch.device) -> tuple[_Step, ...]:
-    """Group blocks by the dtypes of their parameters; one step (with a mask if needed) per group."""
-    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], list[int]] = {}
-    for index, (first, second) in enumerate(plans):
-        groups.setdefault((first.dtype, second.dtype), []).append(index)
-    steps = []
-    for (first_dtype, second_dtype), members in groups.items():
-        firsts = numpy.ones(len(plans), first_dtype)  # harmless values for the other groups' blocks
-        seconds = numpy.ones(len(plans), second_dtype)
-        firsts[members] = numpy.array([plans[index][0] for index in members], dtype=first_dtype)
-        seconds[members] = numpy.array([plans[index][1] for index in members], dtype=second_dtype)
-        mask = None
-        if len(groups) > 1:
-            selected = numpy.zeros(len(plans), dtype=bool)
-            selected[members] = True
-            mask = _on_device(selected.reshape(shape), device)
-        steps.append(
-            _Step(_on_device(firsts.reshape(shape), device), _on_device(seconds.reshape(shape), device), mask)
+    bounds = None
+    if plan.bounds is not None and numpy.ndim(plan.bounds[0]):
+        bounds = (
+            _on_device(numpy.asarray(plan.bounds[0], dtype=numpy.float64), device),
+            _on_device(numpy.asarray(plan.bounds[1], dtype=numpy.float64), device),
         )
-    return tuple(steps)
+    inside_range = representable_range(plan)
+    inside = None
+    if inside_range is not None:
+        inside = (_on_device(inside_range[0], device), _on_device(inside_range[1], device))
+    return _OnDevice(steps, bounds, inside)
 
 
-def _on_device(array: numpy.ndarray, device: torch.device) -> torch.Tensor:
+def _mask(blocks: numpy.ndarray | None, device: torch.device) -> torch.Tensor | None:
+    return None if blocks is None else _on_device(blocks, device)
+
+
+def _on_device(array: Any, device: torch.device) -> torch.Tensor:
     # A tensor on the device itself (not a CPU scalar), so that torch divides rather than
     # multiplying by a reciprocal on accelerators.
     return torch.as_tensor(numpy.array(array), device=device)
 
 
-def _build_quant_plan(
-    grid: _Grid, values_dtype: numpy.dtype[Any], n_bits: int, narrow: bool, device: torch.device
-) -> _QuantPlan:
-    steps = None
-    if grid.exact:
-        plans = [
-            _quant_dtypes(values_dtype, grid.scalar_input, scale, zero_point)
-            for scale, zero_point in zip(grid.scales, grid.zero_points, strict=True)
-        ]
-        steps = _steps(plans, grid.shape, device)
-    if grid.offsets is None:
-        return _QuantPlan(steps, grid.split, None, None, None, None)
-    bounds = [integer_bounds(n_bits, int(offset), narrow) for offset in grid.offsets]
-    lows = numpy.array([low for low, _ in bounds], dtype=numpy.int64)
-    highs = numpy.array([high for _, high in bounds], dtype=numpy.int64)
-    span = (int(lows.min()), int(highs.max()))
-    clip, clip_grid = None, None
-    if lows.min() == lows.max() and highs.min() == highs.max():
-        clip = span
-    else:
-        clip_grid = (
-            _on_device(lows.astype(numpy.float64).reshape(grid.shape), device),
-            _on_device(highs.astype(numpy.float64).reshape(grid.shape), device),
-        )
-    with numpy.errstate(over="ignore", invalid="ignore"):
-        scales = grid.scales.astype(numpy.float64)
-        zero_points = grid.zero_points.astype(numpy.float64)
-        first = scales * (lows.astype(numpy.float64) - zero_points)
-        second = scales * (highs.astype(numpy.float64) - zero_points)
-    inside = (
-        _on_device(numpy.minimum(first, second).reshape(grid.shape), device),
-        _on_device(numpy.maximum(first, second).reshape(grid.shape), device),
-    )
-    return _QuantPlan(steps, grid.split, clip, clip_grid, span, inside)
-
-
-def _build_dequant_plan(grid: _Grid, codes_dtype: numpy.dtype[Any], device: torch.device) -> _DequantPlan:
-    if not grid.exact:
-        return _DequantPlan(None, grid.split, torch.float64)
-    plans = [
-        _dequant_dtypes(codes_dtype, grid.scalar_input, scale, zero_point)
-        for scale, zero_point in zip(grid.scales, grid.zero_points, strict=True)
-    ]
-    # intquant stacks the blocks' values: the result has the widest of their dtypes.
-    dtype = numpy.result_type(*(scale.dtype for _, scale in plans))
-    return _DequantPlan(_steps(plans, grid.shape, device), grid.split, _torch_dtype(dtype))
-
-
-def _merge(
+def _merged(
     merged: torch.Tensor | None, part: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype
 ) -> torch.Tensor:
     """``part`` where ``mask`` (everywhere if None) and ``merged`` elsewhere, as ``dtype``."""
@@ -733,27 +496,8 @@ def _merge(
     return part if merged is None else torch.where(mask, part, merged)
 
 
-def _rounded_codes(
-    values: torch.Tensor, steps: tuple[_Step, ...], split: tuple[int, ...] | None, rounding: str
-) -> torch.Tensor:
-    """``round(values / scale + zero_point)`` as floats, each block in its own dtypes (viewed as
-    ``split`` if given); blocks of several dtype plans are merged in float64."""
-    if split is not None:
-        values = values.reshape(split)
-    codes: torch.Tensor | None = None
-    for step in steps:
-        shifted = torch.div(values.to(step.first.dtype), step.first)  # a new tensor: safe to update
-        if shifted.dtype != step.second.dtype:
-            shifted = shifted.to(step.second.dtype)
-        shifted.add_(step.second)
-        _ROUNDERS[rounding](shifted)
-        codes = _merge(codes, shifted, step.mask, torch.float64)
-    assert codes is not None  # a plan has at least one step
-    return codes
-
-
 def _codes_to_int64(
-    codes: torch.Tensor, plan: _QuantPlan, values: torch.Tensor, scale: Any, zero_point: Any
+    codes: torch.Tensor, plan: QuantPlan, prepared: _OnDevice, values: torch.Tensor
 ) -> torch.Tensor:
     """Rounded float codes, clipped (if the plan clips) and converted to int64.
 
@@ -769,23 +513,23 @@ def _codes_to_int64(
             f"dtype {values.dtype}). Remove or replace NaN first, e.g. with torch.nan_to_num; a NaN "
             f"also arises when the scale underflows to 0 in the values' precision."
         )
-    if plan.clip is not None:
+    if prepared.bounds is not None:
+        codes = torch.clamp(codes.to(torch.float64), *prepared.bounds)
+    elif plan.bounds is not None:
         codes_dtype = _numpy_dtype(codes.dtype)
         assert codes_dtype is not None  # a float dtype
-        dtype, low, high = _clip_range(codes_dtype, *plan.clip)
+        dtype, low, high = clip_range(codes_dtype, *plan.bounds)
         codes = codes.to(_torch_dtype(dtype)).clamp_(float(low), float(high))
-    elif plan.clip_grid is not None:
-        codes = torch.clamp(codes.to(torch.float64), *plan.clip_grid)
     elif highest >= _INT64_LIMIT or lowest < -_INT64_LIMIT:
-        raise _beyond_int64_error(scale, zero_point)
+        raise beyond_int64_error(plan.scale, plan.zero_point)
     return codes.to(torch.int64)
 
 
 def _convert_codes(
     codes: torch.Tensor, target: torch.dtype | None, span: tuple[int, int] | None
 ) -> torch.Tensor:
-    """int64 codes as ``target``, refused (as ``intquant.kernels.convert_codes`` refuses them)
-    when the clipping range, or without clipping the codes, do not all fit it exactly."""
+    """int64 codes as ``target``, refused (as intquant's ``quant`` refuses them) when the
+    clipping range, or without clipping the codes, do not all fit it exactly."""
     if target is None or target == torch.int64:
         return codes
     if span is None:

@@ -1,4 +1,9 @@
-"""Checks at the public boundary; each raises an intquant error that says what to change."""
+"""Argument checks, in one place (scikit-learn's ``check_scalar`` is the model).
+
+Every public entry point (the seed classes, calibration, dask, the command line) validates with
+these and then calls code that trusts its inputs. Each raises an intquant error whose message
+says what was expected, what arrived, and how to fix it.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from typing import Any
 
 import numpy
 
-from intquant._core.formulas import as_real_array
+from intquant._numpy124.promotion import as_numpy_operand
 from intquant.errors import (
     InvalidOptionsError,
     InvalidTypeError,
@@ -15,12 +20,107 @@ from intquant.errors import (
     MissingParameterError,
 )
 
+__all__ = [
+    "MAX_N_BITS",
+    "as_real_array",
+    "check_calibration_values",
+    "check_flag",
+    "check_int",
+    "check_n_bits",
+    "check_option_combination",
+    "check_options",
+    "check_range",
+    "check_real",
+    "check_scale",
+    "is_integer",
+]
+
 MAX_N_BITS = 32
+_REAL_KINDS = "biuf"
+
+
+def is_integer(value: Any) -> bool:
+    """Whether ``value`` is a Python or numpy integer, and not a bool."""
+    return isinstance(value, (int, numpy.integer)) and not isinstance(value, (bool, numpy.bool_))
+
+
+def check_int(
+    name: str,
+    value: Any,
+    *,
+    minimum: int | None = None,
+    maximum: int | None = None,
+    expected: str | None = None,
+    advice: str = "",
+) -> int:
+    """Return ``value`` as an int after checking it is an integer (not a bool) in
+    ``[minimum, maximum]`` (either bound may be None).
+
+    The message reads ``'<name>' must be <expected>; got <value>. <advice>``; ``expected``
+    defaults to "an int" with the bounds.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``value`` is not an integer.
+    InvalidValueError
+        If it is out of bounds.
+    """
+    if expected is None:
+        expected = "an int"
+        if minimum is not None and maximum is not None:
+            expected += f" in [{minimum}, {maximum}]"
+        elif minimum is not None:
+            expected += f" >= {minimum}"
+        elif maximum is not None:
+            expected += f" <= {maximum}"
+    tail = f" {advice}" if advice else ""
+    if not is_integer(value):
+        raise InvalidTypeError(
+            f"'{name}' must be {expected}; got {value!r} of type {type(value).__name__}.{tail}"
+        )
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InvalidValueError(f"'{name}' must be {expected}; got {value}.{tail}")
+    return int(value)
+
+
+def check_real(name: str, value: Any, expected: str, advice: str = "") -> float:
+    """Return ``value`` as a finite Python float after checking it is a real number (not a
+    bool); ``expected`` describes what is wanted (e.g. "a number in (0, 1]")."""
+    tail = f" {advice}" if advice else ""
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(
+        value, (int, float, numpy.integer, numpy.floating)
+    ):
+        raise InvalidTypeError(
+            f"'{name}' must be {expected}; got {value!r} of type {type(value).__name__}.{tail}"
+        )
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidValueError(f"'{name}' must be {expected}; got {value!r}.{tail}")
+    return number
+
+
+def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
+    """Return ``values`` as a numpy array or scalar of a real (bool, integer or float) dtype.
+
+    Raises
+    ------
+    InvalidTypeError
+        If the values are not numbers (strings, objects, complex numbers).
+    """
+    operand = as_numpy_operand(values)
+    if operand.dtype.kind not in _REAL_KINDS:
+        raise InvalidTypeError(
+            f"{what} must be real numbers (a bool, integer or float array); got dtype "
+            f"{operand.dtype} with shape {numpy.shape(operand)}. Convert them with "
+            f"numpy.asarray(..., dtype=numpy.float64) first."
+        )
+    return operand
 
 
 def check_n_bits(n_bits: Any) -> int:
     """Return ``n_bits`` as an int after checking it is an integer in ``[1, 32]``."""
-    if isinstance(n_bits, (bool, numpy.bool_)) or not isinstance(n_bits, (int, numpy.integer)):
+    if not is_integer(n_bits):
         raise InvalidTypeError(
             f"'n_bits' must be an int in [1, {MAX_N_BITS}]; got {n_bits!r} of type "
             f"{type(n_bits).__name__}. Pass a whole number of bits such as 8."

@@ -1,4 +1,4 @@
-"""JSON serialization, text-identical with Concrete ML 1.7.0.
+"""The JSON codec: Concrete ML 1.7.0's text for the seed, versioned intquant tags for the rest.
 
 ``dumps`` writes ``json.dumps`` text (default separators, ASCII, keys in insertion order, floats
 by ``repr``) of the value after this encoding, applied at every depth:
@@ -7,23 +7,66 @@ by ``repr``) of the value after this encoding, applied at every depth:
   "serialized_value": int(v) | float(v), "dtype": "<dtype>"}``
 * ndarray -> ``{"type_name": "numpy_array", "serialized_value": v.tolist(), "dtype": "<dtype>"}``
 * tuple / set -> ``{"type_name": "tuple" | "set", "serialized_value": [...]}`` (a set sorted)
-* the seed's five classes (and the calibration methods of ``intquant.calibration``) ->
-  ``{"type_name": "<ClassName>", "serialized_value": v.dump_dict()}``
+* a registered class -> ``{"type_name": "<tag>", "serialized_value": v.dump_dict()}``, where
+  the object chooses its tag (:meth:`JSONSerializable.serial_tag`): the seed classes write
+  Concrete ML's class names; what Concrete ML would misread (rounding other than half to even,
+  per-axis and per-block quantizers, calibration states) is written under an intquant tag,
+  ``"intquant.<ClassName>"``, with a ``"format_version"`` key between ``type_name`` and
+  ``serialized_value``, so that Concrete ML refuses it.
 
-``loads`` reverses it, innermost first. It accepts only these tags, numeric dtypes and the five
-class names: nothing is imported, evaluated or unpickled.
+``loads`` reverses it, innermost first. It accepts only these tags, numeric dtypes and the
+registered tags: nothing is imported from outside intquant, evaluated or unpickled.
+
+Registration: a class passes ``tag=`` (its seed tag or intquant tag) and optionally
+``legacy_tags=`` when subclassing :class:`JSONSerializable`; this module imports no class.
+:data:`TAG_MODULES` says, for every tag, which intquant module defines its class, so that a tag
+is known even before that module was imported.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
-from typing import IO, Any
+from collections.abc import Callable
+from typing import IO, Any, ClassVar
 
 import numpy
 
 from intquant.errors import IntquantError, InvalidTypeError, SerializationError
 
-__all__ = ["JSONSerializable", "dump", "dumps", "load", "loads"]
+__all__ = [
+    "INTQUANT_PREFIX",
+    "TAG_MODULES",
+    "JSONSerializable",
+    "dump",
+    "dumps",
+    "load",
+    "loads",
+    "registered_tags",
+]
+
+#: Tags of intquant's own formats start with this; Concrete ML knows none of them.
+INTQUANT_PREFIX = "intquant."
+
+#: Where the class of each tag is defined (its module registers it when imported).
+TAG_MODULES: dict[str, str] = {
+    "QuantizationOptions": "intquant.options",
+    "MinMaxQuantizationStats": "intquant.statistics",
+    "UniformQuantizationParameters": "intquant.parameters",
+    "UniformQuantizer": "intquant.quantizer",
+    "QuantizedArray": "intquant.quantized_array",
+    "intquant.QuantizationOptions": "intquant.options",
+    "intquant.UniformQuantizer": "intquant.quantizer",
+    "intquant.PercentileStats": "intquant.calibration.percentile",
+    "intquant.MovingAverageMinMaxStats": "intquant.calibration.moving_average",
+    "intquant.MSEStats": "intquant.calibration.mse",
+    "intquant.EntropyStats": "intquant.calibration.entropy",
+    # written by intquant 0.1 (before tags were versioned): read as format version 0
+    "PercentileStats": "intquant.calibration.percentile",
+    "MovingAverageMinMaxStats": "intquant.calibration.moving_average",
+    "MSEStats": "intquant.calibration.mse",
+    "EntropyStats": "intquant.calibration.entropy",
+}
 
 _NUMERIC_DTYPES = {
     name: numpy.dtype(name)
@@ -33,10 +76,73 @@ _NUMERIC_DTYPES = {
     )
 }  # fmt: skip
 _MAX_DEPTH = 64
+_BUILTIN_TAGS = ("numpy_integer", "numpy_float", "numpy_array", "tuple", "set")
+
+
+class _Entry:
+    """A registered tag: its class's ``load_dict``, and for a versioned (intquant) tag the newest
+    format version it reads (``load_dict(payload, version)``; else ``load_dict(payload)``)."""
+
+    __slots__ = ("format_version", "load_dict", "versioned")
+
+    def __init__(self, load_dict: Callable[..., Any], versioned: bool, format_version: int) -> None:
+        self.load_dict = load_dict
+        self.versioned = versioned
+        self.format_version = format_version
+
+    def load(self, payload: Any, version: int) -> Any:
+        return self.load_dict(payload, version) if self.versioned else self.load_dict(payload)
+
+
+_REGISTRY: dict[str, _Entry] = {}
 
 
 class JSONSerializable:
-    """Gives a class ``dumps()`` and ``dump(file)``; the class provides ``dump_dict()``."""
+    """Base of the classes with a serialized form; gives them ``dumps()`` and ``dump(file)``.
+
+    A subclass registers its tags as class keywords and provides ``dump_dict()`` and a static
+    ``load_dict``:
+
+    * ``tag="X"``: a seed tag, Concrete ML's class name (``load_dict(metadata)``);
+    * ``versioned_tag="intquant.X"`` with ``format_version=N``: intquant's own tag, written with
+      the version, read by ``load_dict(metadata, version)`` for every version up to ``N``;
+    * ``legacy_tags``: older unversioned tags still read, as format version 0.
+
+    An object is written under its seed tag unless :meth:`serial_tag` says otherwise.
+    """
+
+    _seed_tag: ClassVar[str | None] = None
+    _versioned_tag: ClassVar[str | None] = None
+    #: The format version written under the versioned tag.
+    format_version: ClassVar[int] = 0
+
+    def __init_subclass__(
+        cls,
+        tag: str | None = None,
+        versioned_tag: str | None = None,
+        format_version: int = 1,
+        legacy_tags: tuple[str, ...] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        if tag is not None:
+            cls._seed_tag = tag
+            _REGISTRY[tag] = _Entry(cls.load_dict, False, 0)  # type: ignore[attr-defined]
+        if versioned_tag is not None:
+            if not versioned_tag.startswith(INTQUANT_PREFIX):
+                raise ValueError(f"a versioned tag starts with {INTQUANT_PREFIX!r}; got {versioned_tag!r}")
+            cls._versioned_tag, cls.format_version = versioned_tag, format_version
+            _REGISTRY[versioned_tag] = _Entry(cls.load_dict, True, format_version)  # type: ignore[attr-defined]
+        for legacy in legacy_tags:
+            _REGISTRY[legacy] = _Entry(cls.load_dict, True, 0)  # type: ignore[attr-defined]
+
+    def serial_tag(self) -> str:
+        """The tag this object is written under: the seed tag if the class has one, else the
+        versioned tag. A class overrides this to choose by the object's state."""
+        tag = self._seed_tag or self._versioned_tag
+        if tag is None:  # pragma: no cover - a programming error in a subclass
+            raise TypeError(f"{type(self).__name__} registered no serialization tag")
+        return tag
 
     def dump_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -50,8 +156,13 @@ class JSONSerializable:
         dump(self, file)
 
 
+def registered_tags() -> tuple[str, ...]:
+    """The tags registered so far (every tag of :data:`TAG_MODULES` once intquant is imported)."""
+    return tuple(_REGISTRY)
+
+
 def dumps(obj: Any) -> str:
-    """Serialize ``obj`` to JSON text that Concrete ML 1.7.0 also reads.
+    """Serialize ``obj`` to JSON text; the seed's objects as Concrete ML 1.7.0 writes them.
 
     Examples
     --------
@@ -74,7 +185,8 @@ def loads(text: str | bytes | bytearray) -> Any:
     ------
     SerializationError
         (a ``ValueError``) for text that is not valid JSON, is nested too deeply, or holds an
-        unknown ``type_name``, a non-numeric dtype, a missing or unexpected key.
+        unknown ``type_name``, a format newer than this intquant reads, a non-numeric dtype, a
+        missing or unexpected key.
 
     Examples
     --------
@@ -115,9 +227,12 @@ def _encode(value: Any) -> Any:
         return {"type_name": "tuple", "serialized_value": [_encode(item) for item in value]}
     if isinstance(value, (set, frozenset)):
         return {"type_name": "set", "serialized_value": [_encode(item) for item in sorted(value)]}
-    for name, klass in _classes().items():
-        if isinstance(value, klass):
-            return {"type_name": name, "serialized_value": _encode(value.dump_dict())}
+    if isinstance(value, JSONSerializable):
+        tag = value.serial_tag()
+        payload = _encode(value.dump_dict())
+        if tag.startswith(INTQUANT_PREFIX):
+            return {"type_name": tag, "format_version": value.format_version, "serialized_value": payload}
+        return {"type_name": tag, "serialized_value": payload}
     if isinstance(value, dict):
         return {key: _encode(item) for key, item in value.items()}
     if isinstance(value, list):
@@ -127,27 +242,21 @@ def _encode(value: Any) -> Any:
     raise InvalidTypeError(f"cannot serialize a value of type {type(value).__name__}: {value!r}")
 
 
-def _classes() -> dict[str, Any]:
-    """The classes that serialize by name: the seed's five, then the calibration methods
-    (imported here to avoid an import cycle)."""
-    from intquant.calibration import EntropyStats, MovingAverageMinMaxStats, MSEStats, PercentileStats
-    from intquant.options import QuantizationOptions
-    from intquant.parameters import UniformQuantizationParameters
-    from intquant.quantized_array import QuantizedArray
-    from intquant.quantizer import UniformQuantizer
-    from intquant.statistics import MinMaxQuantizationStats
-
-    return {
-        "QuantizationOptions": QuantizationOptions,
-        "MinMaxQuantizationStats": MinMaxQuantizationStats,
-        "UniformQuantizationParameters": UniformQuantizationParameters,
-        "UniformQuantizer": UniformQuantizer,
-        "QuantizedArray": QuantizedArray,
-        "PercentileStats": PercentileStats,
-        "MovingAverageMinMaxStats": MovingAverageMinMaxStats,
-        "MSEStats": MSEStats,
-        "EntropyStats": EntropyStats,
-    }
+def _entry(type_name: Any) -> _Entry:
+    """The registered entry of a tag, importing the intquant module that defines it if needed."""
+    if not isinstance(type_name, str):
+        raise SerializationError(f"a type_name must be a string; got {type_name!r}.")
+    entry = _REGISTRY.get(type_name)
+    if entry is None and type_name in TAG_MODULES:
+        importlib.import_module(TAG_MODULES[type_name])  # an intquant module, never another
+        entry = _REGISTRY.get(type_name)
+    if entry is None:
+        known = ", ".join((*_BUILTIN_TAGS, *sorted(TAG_MODULES)))
+        raise SerializationError(
+            f"unknown type_name {type_name!r}; intquant reads only {known}. Text of another "
+            f"library (or of a newer intquant) cannot be read here."
+        )
+    return entry
 
 
 def _decode(raw: Any, depth: int) -> Any:
@@ -162,8 +271,8 @@ def _decode(raw: Any, depth: int) -> Any:
     type_name = raw["type_name"]
     if type_name in ("numpy_integer", "numpy_float", "numpy_array"):
         return _decode_numpy(type_name, _tag_fields(raw, ("serialized_value", "dtype")))
-    payload = _tag_fields(raw, ("serialized_value",))["serialized_value"]
     if type_name in ("tuple", "set"):
+        payload = _tag_fields(raw, ("serialized_value",))["serialized_value"]
         if not isinstance(payload, list):
             raise SerializationError(f"a '{type_name}' tag needs a list; got {payload!r}")
         items = [_decode(item, depth + 1) for item in payload]
@@ -171,15 +280,23 @@ def _decode(raw: Any, depth: int) -> Any:
             return tuple(items) if type_name == "tuple" else set(items)
         except TypeError as error:
             raise SerializationError(f"cannot rebuild a set: {error}") from error
-    klass = _classes().get(type_name) if isinstance(type_name, str) else None
-    if klass is None:
-        raise SerializationError(
-            f"unknown type_name {type_name!r}; intquant reads only numpy_integer, numpy_float, "
-            f"numpy_array, tuple, set and {', '.join(_classes())}."
-        )
-    decoded = _decode(payload, depth + 1)
+    entry = _entry(type_name)
+    version = 0
+    if entry.versioned and type_name.startswith(INTQUANT_PREFIX):
+        version = _tag_fields(raw, ("format_version", "serialized_value"))["format_version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise SerializationError(
+                f"a {type_name!r} tag needs a format_version that is a positive integer; got {version!r}."
+            )
+        if version > entry.format_version:
+            raise SerializationError(
+                f"{type_name} format version {version} was written by a newer intquant; this one "
+                f"reads versions up to {entry.format_version}. Upgrade intquant to read it."
+            )
+    payload = _tag_fields(raw, ("format_version", "serialized_value") if version else ("serialized_value",))
+    decoded = _decode(payload["serialized_value"], depth + 1)
     try:
-        return klass.load_dict(decoded)
+        return entry.load(decoded, version)
     except SerializationError:
         raise
     except (IntquantError, KeyError, TypeError, ValueError, AttributeError) as error:

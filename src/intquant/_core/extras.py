@@ -1,4 +1,4 @@
-"""Options beyond the seed: rounding mode, granularity, range adjustments, stochastic seed.
+"""Options beyond the seed, as one frozen record whose defaults are declared once.
 
 They live on :class:`~intquant.QuantizationOptions` (and so on the quantizer) as keyword-only
 arguments whose defaults keep the seed's behaviour. They are not annotated class members, so
@@ -20,60 +20,118 @@ for an option that differs from its default.
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Optional
 
 import numpy
 
-from intquant.errors import InvalidOptionsError, InvalidTypeError, InvalidValueError
+from intquant._core.checks import check_flag, check_int
+from intquant._core.granularity import Granularity, granularity_of
+from intquant.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["EXTRA_OPTIONS", "ROUNDING_MODES", "check_extra_options", "copy_extra_options", "extra_dump"]
+__all__ = [
+    "EXTRA_OPTIONS",
+    "ROUNDING_MODES",
+    "ExtraOptionDefaults",
+    "ExtraOptions",
+    "check_extra_options",
+    "copy_extra_options",
+    "extra_dump",
+    "needs_intquant_tag",
+]
 
 ROUNDING_MODES = ("half_even", "half_up", "floor", "ceil", "stochastic")
 
-#: Each extra option and its default (the seed's behaviour).
-EXTRA_OPTIONS: dict[str, Any] = {
-    "rounding": "half_even",
-    "seed": None,
-    "axis": None,
-    "block_size": None,
-    "zero_in_range": False,
-    "power_of_two_scale": False,
-}
+
+@dataclass(frozen=True)
+class ExtraOptions:
+    """The extra options of an options object or quantizer, checked; the defaults are the seed's."""
+
+    rounding: str = "half_even"
+    seed: Optional[int] = None
+    axis: Optional[int] = None
+    block_size: Optional[tuple[int, ...]] = None
+    zero_in_range: bool = False
+    power_of_two_scale: bool = False
+
+    @staticmethod
+    def checked(**options: Any) -> ExtraOptions:
+        """The record of ``options`` (any subset of the fields), validated and normalized
+        (``block_size`` a tuple of ints, flags bools).
+
+        Raises
+        ------
+        InvalidTypeError, InvalidValueError, InvalidOptionsError
+            For an unknown name, a value of the wrong type or out of range, or both ``axis`` and
+            ``block_size``.
+        """
+        unknown = sorted(set(options) - set(EXTRA_OPTIONS))
+        if unknown:
+            raise InvalidTypeError(
+                f"unknown options {unknown}; the extra options are {', '.join(EXTRA_OPTIONS)}."
+            )
+        values = {**EXTRA_OPTIONS, **options}
+        if values["rounding"] not in ROUNDING_MODES:
+            raise InvalidValueError(
+                f"'rounding' must be one of {', '.join(ROUNDING_MODES)}; got {values['rounding']!r}."
+            )
+        if values["seed"] is not None:
+            check_int("seed", values["seed"], expected="an int or None")
+        if values["axis"] is not None:
+            check_int("axis", values["axis"], expected="an int or None")
+        granularity = granularity_of(values["axis"], values["block_size"])
+        return ExtraOptions(
+            rounding=values["rounding"],
+            seed=None if values["seed"] is None else int(values["seed"]),
+            axis=granularity.options().get("axis"),
+            block_size=granularity.options().get("block_size"),
+            zero_in_range=check_flag("zero_in_range", values["zero_in_range"]),
+            power_of_two_scale=check_flag("power_of_two_scale", values["power_of_two_scale"]),
+        )
+
+    @staticmethod
+    def of(obj: Any) -> ExtraOptions:
+        """The extra options an object holds as attributes (defaults where it has none), checked."""
+        return ExtraOptions.checked(
+            **{name: getattr(obj, name, default) for name, default in EXTRA_OPTIONS.items()}
+        )
+
+    @property
+    def granularity(self) -> Granularity:
+        """:class:`~intquant._core.granularity.PerTensor`, ``PerAxis`` or ``PerBlock``."""
+        return granularity_of(self.axis, self.block_size)
+
+    def changed(self) -> dict[str, Any]:
+        """The options that differ from their defaults, in declaration order."""
+        return {name: value for name, value in self.items() if value != EXTRA_OPTIONS[name]}
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` of every option, in declaration order."""
+        return [(field.name, getattr(self, field.name)) for field in dataclasses.fields(self)]
+
+
+#: Each extra option and its default (the seed's behaviour), from :class:`ExtraOptions`.
+EXTRA_OPTIONS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(ExtraOptions)}
+_DEFAULTS = ExtraOptions()
+
+
+class ExtraOptionDefaults:
+    """Mixin giving a class the extra options as class-level defaults. They are not annotated, so
+    ``fill_from_kwargs`` (which reads type hints) does not take them for seed members."""
+
+    rounding = _DEFAULTS.rounding
+    seed = _DEFAULTS.seed
+    axis = _DEFAULTS.axis
+    block_size = _DEFAULTS.block_size
+    zero_in_range = _DEFAULTS.zero_in_range
+    power_of_two_scale = _DEFAULTS.power_of_two_scale
 
 
 def check_extra_options(**options: Any) -> dict[str, Any]:
     """Validate extra options (any subset); return them normalized (``block_size`` a tuple)."""
-    unknown = sorted(set(options) - set(EXTRA_OPTIONS))
-    if unknown:
-        raise InvalidTypeError(
-            f"unknown options {unknown}; the extra options are {', '.join(EXTRA_OPTIONS)}."
-        )
-    checked = dict(options)
-    if "rounding" in options and options["rounding"] not in ROUNDING_MODES:
-        raise InvalidValueError(
-            f"'rounding' must be one of {', '.join(ROUNDING_MODES)}; got {options['rounding']!r}."
-        )
-    if options.get("seed") is not None and not _is_int(options["seed"]):
-        raise InvalidTypeError(f"'seed' must be an int or None; got {options['seed']!r}.")
-    if options.get("axis") is not None and not _is_int(options["axis"]):
-        raise InvalidTypeError(f"'axis' must be an int or None; got {options['axis']!r}.")
-    if options.get("block_size") is not None:
-        block = options["block_size"]
-        if isinstance(block, (int, numpy.integer)) or not all(_is_int(size) for size in block):
-            raise InvalidTypeError(
-                f"'block_size' must be a tuple of ints, one extent per dimension; got {block!r}."
-            )
-        if not block or any(size < 1 for size in block):
-            raise InvalidValueError(f"'block_size' extents must be at least 1; got {tuple(block)}.")
-        checked["block_size"] = tuple(int(size) for size in block)
-    if options.get("axis") is not None and options.get("block_size") is not None:
-        raise InvalidOptionsError("give either 'axis' (per-channel) or 'block_size' (per-block), not both.")
-    for flag in ("zero_in_range", "power_of_two_scale"):
-        if flag in options and not isinstance(options[flag], (bool, numpy.bool_)):
-            raise InvalidTypeError(f"'{flag}' must be True or False; got {options[flag]!r}.")
-        if flag in options:
-            checked[flag] = bool(options[flag])
-    return checked
+    record = ExtraOptions.checked(**options)
+    return {name: getattr(record, name) for name in options}
 
 
 def copy_extra_options(target: Any, source: Any) -> None:
@@ -83,14 +141,24 @@ def copy_extra_options(target: Any, source: Any) -> None:
 
 
 def extra_dump(obj: Any) -> dict[str, Any]:
-    """The extra options of ``obj`` that differ from their defaults, in declaration order."""
+    """The extra options of ``obj`` that differ from their defaults, in declaration order (as
+    held, unchecked: equality and serialization never raise)."""
     dumped = {}
     for name, default in EXTRA_OPTIONS.items():
         value = getattr(obj, name, default)
-        if value != default:
+        if isinstance(value, numpy.ndarray) or value != default:
             dumped[name] = value
     return dumped
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, numpy.integer)) and not isinstance(value, (bool, numpy.bool_))
+def needs_intquant_tag(obj: Any) -> bool:
+    """Whether ``obj``'s extra options change what ``quant``/``dequant`` compute in a way
+    Concrete ML cannot honour (a rounding other than half to even, per-axis or per-block
+    parameters), so that it must be written under an intquant tag that Concrete ML refuses.
+    Options that only change the parameters (``zero_in_range``, ``power_of_two_scale``) do not:
+    the parameters themselves are written."""
+    return (
+        getattr(obj, "rounding", "half_even") != "half_even"
+        or getattr(obj, "axis", None) is not None
+        or getattr(obj, "block_size", None) is not None
+    )

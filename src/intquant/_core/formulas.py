@@ -1,8 +1,10 @@
-"""Pure numeric kernels of uniform (affine) quantization.
+"""The formulas of uniform (affine) quantization: statistics, parameters, bounds, code dtypes.
 
-Each kernel is a function of arrays and scalars that knows nothing of the seed's classes, of
-JSON or of the command line; the classes validate their state and delegate here. The formulas,
-with ``n = n_bits`` and ``offset = 2**(n-1)`` for signed quantization (else 0):
+Pure functions of arrays and scalars that know nothing of the seed's classes, of JSON or of the
+command line; the classes validate their state and delegate here. Quantization and
+dequantization themselves are planned (:mod:`intquant._core.plan`) and executed
+(:mod:`intquant._core.execute`). With ``n = n_bits`` and ``offset = 2**(n-1)`` for signed
+quantization (else 0):
 
 * statistics: ``rmin = min(x)``, ``rmax = max(x)``, ``uvalues = unique(rint(x*100)/100)``
 * parameters (asymmetric): ``scale = (rmax - rmin) / (2**n - 1)``,
@@ -12,36 +14,34 @@ with ``n = n_bits`` and ``offset = 2**(n-1)`` for signed quantization (else 0):
 * dequantize: ``x = scale * (q - zero_point)``
 
 Rounding is half-to-even everywhere. Every step runs in the dtype numpy 1.24 chose for it (see
-``_promotion``), so results are bit-identical to Concrete ML 1.7.0 on numpy 1.24 and 2.x.
+``intquant._numpy124.promotion``), so results are bit-identical to Concrete ML 1.7.0 on numpy 1.24 and 2.x.
 """
 
 from __future__ import annotations
 
-import functools
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy
 
+from intquant._core.granularity import grouped
 from intquant._numba import dispatch as _compiled
 from intquant._numpy124.introsort import reference_unique, set_zero_sign
-from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
+from intquant._numpy124.promotion import as_numpy_operand
 from intquant.errors import InvalidTypeError, InvalidValueError
 
 __all__ = [
     "CODE_DTYPES",
-    "ROUNDERS",
     "STABILITY_CONST",
     "adjust_parameters_to_power_of_two",
+    "block_parameters",
+    "block_statistics",
     "convert_codes",
     "range_including_zero",
-    "as_real_array",
     "choose_uniform_parameters",
-    "dequantize",
     "integer_bounds",
     "is_uniform_grid",
     "merge_uniques",
     "minmax_statistics",
-    "quantize",
     "round_to_cents",
     "smallest_step",
 ]
@@ -52,28 +52,9 @@ STABILITY_CONST = 10**-6
 # float64 values in [-2**63, 2**63) convert to int64 exactly; a numpy scalar, so that numpy 2
 # compares a float16 array with it in float64 rather than casting it to float16 (inf).
 _INT64_LIMIT = numpy.float64(2**63)
-_REAL_KINDS = "biuf"
 _COMPILED_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 Scalar = Any  # a Python or numpy number; numpy's own stubs are too loose to say more
-
-
-def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
-    """Return ``values`` as a numpy array or scalar of a real (bool, integer or float) dtype.
-
-    Raises
-    ------
-    InvalidTypeError
-        If the values are not numbers (strings, objects, complex numbers).
-    """
-    operand = as_numpy_operand(values)
-    if operand.dtype.kind not in _REAL_KINDS:
-        raise InvalidTypeError(
-            f"{what} must be real numbers (a bool, integer or float array); got dtype "
-            f"{operand.dtype} with shape {numpy.shape(operand)}. Convert them with "
-            f"numpy.asarray(..., dtype=numpy.float64) first."
-        )
-    return operand
 
 
 def round_to_cents(values: numpy.ndarray) -> numpy.ndarray:
@@ -286,174 +267,10 @@ def _to_int64(value: Scalar, what: str) -> Any:
     return numpy.asarray(value).astype(numpy.int64)[()]
 
 
-def integer_bounds(n_bits: int, offset: int, is_narrow: bool) -> tuple[int, int]:
-    """Clipping range of the codes: ``[-offset (+1 if narrow), 2**n_bits - 1 - offset]``."""
+def integer_bounds(n_bits: int, offset: Any, is_narrow: bool) -> tuple[Any, Any]:
+    """Clipping range of the codes: ``[-offset (+1 if narrow), 2**n_bits - 1 - offset]``
+    (elementwise for an array of offsets)."""
     return -offset + (1 if is_narrow else 0), 2**n_bits - 1 - offset
-
-
-def quantize(
-    values: numpy.ndarray | numpy.generic,
-    scale: Scalar,
-    zero_point: Scalar,
-    bounds: tuple[int, int] | None,
-    rounding: str = "half_even",
-    rng: numpy.random.Generator | None = None,
-) -> Any:
-    """Return ``clip(round(values / scale + zero_point), *bounds)`` as int64 (no clip if None).
-
-    ``round`` is ``rint`` (half to even, the seed's) unless ``rounding`` names another mode of
-    :data:`ROUNDERS`; ``rng`` draws the noise of ``"stochastic"`` rounding.
-
-    The division runs in numpy 1.24's dtype for ``values / scale`` (float16/float32 arrays keep
-    their precision unless the scalar does not fit it) and the addition in its dtype for
-    ``quotient + zero_point``. A 0-d input gives a ``numpy.int64`` scalar. Large float32/float64
-    arrays go through a compiled one-pass loop (see ``_compiled``) with identical results.
-
-    Raises
-    ------
-    InvalidValueError
-        If a value is NaN, or, without clipping, if its code is infinite or outside int64.
-    """
-    scale_operand = as_numpy_operand(scale)
-    zero_point_operand = as_numpy_operand(zero_point)
-    # The seed's half-to-even rounding with scalar parameters has two faster paths.
-    scalars = isinstance(scale_operand, numpy.generic) and isinstance(zero_point_operand, numpy.generic)
-    scalars = scalars and rounding == "half_even"
-    if scalars and _compilable(values):
-        plan = _compiled_quantize_plan(values.dtype, scale_operand, zero_point_operand)
-        if plan is not None:
-            codes, status = _compiled.quantize_floats(values, *plan, bounds)
-            if status == _compiled.NAN_FOUND:
-                raise _nan_error(values)
-            if status == _compiled.BEYOND_INT64:
-                raise _beyond_int64_error(scale, zero_point)
-            return codes
-    if scalars and isinstance(values, numpy.ndarray) and values.ndim:  # the usual case
-        codes = _rounded_codes(values, *_plain_plan(values.dtype, scale_operand, zero_point_operand))
-        return _codes_to_int64(codes, bounds, values, scale, zero_point)
-    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        quotient = _apply(numpy.true_divide, values, scale_operand)
-        codes = ROUNDERS[rounding](_apply(numpy.add, quotient, zero_point_operand), rng)
-        return _codes_to_int64(codes, bounds, values, scale, zero_point)
-
-
-def _stochastic(shifted: Any, rng: numpy.random.Generator | None) -> Any:
-    """``floor(x + u)``, ``u ~ U[0, 1)`` drawn in float64: rounds up with probability frac(x)."""
-    generator = rng if rng is not None else numpy.random.default_rng()
-    return numpy.floor(numpy.asarray(shifted, dtype=numpy.float64) + generator.random(numpy.shape(shifted)))
-
-
-#: Rounding modes: each maps ``values / scale + zero_point`` (and a random generator) to
-#: integer-valued floats, in the dtype of the computation.
-ROUNDERS: dict[str, Any] = {
-    "half_even": lambda shifted, rng: numpy.rint(shifted),
-    "half_up": lambda shifted, rng: numpy.floor(shifted + numpy.asarray(shifted).dtype.type(0.5)),
-    "floor": lambda shifted, rng: numpy.floor(shifted),
-    "ceil": lambda shifted, rng: numpy.ceil(shifted),
-    "stochastic": _stochastic,
-}
-
-
-# typed: numpy.int64(7) and numpy.float64(7.0) are equal keys, but promote differently.
-@functools.lru_cache(maxsize=256, typed=True)
-def _plain_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any]:
-    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` arrays in.
-
-    True division of integers gives float64, whatever their dtype.
-    """
-    division = legacy_result_type(numpy.empty(1, dtype), scale)
-    quotient = division if division.kind == "f" else numpy.dtype(numpy.float64)
-    addition = legacy_result_type(numpy.empty(1, quotient), zero_point)
-    return division.type(scale), addition.type(zero_point)
-
-
-def _rounded_codes(values: numpy.ndarray, scale: Any, zero_point: Any) -> numpy.ndarray:
-    """``rint(values / scale + zero_point)`` for an array, ``scale`` and ``zero_point`` already
-    in the dtypes of the division and the addition; one temporary."""
-    with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        codes = numpy.true_divide(values.astype(scale.dtype, copy=False), scale)
-        if zero_point.dtype != codes.dtype:
-            codes = codes.astype(zero_point.dtype)
-        numpy.add(codes, zero_point, out=codes)
-        return numpy.rint(codes, out=codes)
-
-
-def _codes_to_int64(
-    codes: Any, bounds: tuple[int, int] | None, values: Any, scale: Any, zero_point: Any
-) -> Any:
-    """Rounded float ``codes`` clipped to ``bounds`` (if any) and converted to int64.
-
-    Raises for NaN codes, and without clipping for codes int64 cannot hold.
-    """
-    if codes.size == 0:
-        return codes.astype(numpy.int64)
-    lowest = numpy.minimum.reduce(codes, axis=None)  # NaN propagates: one reduction finds it
-    if numpy.isnan(lowest):
-        raise _nan_error(values)
-    if bounds is not None:
-        dtype, low, high = _clip_range(codes.dtype, *bounds)
-        codes = numpy.minimum(numpy.maximum(numpy.asarray(codes, dtype=dtype), low), high)
-    elif numpy.maximum.reduce(codes, axis=None) >= _INT64_LIMIT or lowest < -_INT64_LIMIT:
-        raise _beyond_int64_error(scale, zero_point)
-    return codes.astype(numpy.int64)
-
-
-@functools.lru_cache(maxsize=256, typed=True)
-def _compiled_quantize_plan(dtype: numpy.dtype[Any], scale: Any, zero_point: Any) -> tuple[Any, Any] | None:
-    """``(scale, zero_point)`` cast to the dtypes numpy 1.24 divides and adds ``dtype`` values in,
-    when the compiled loop can run them (the division in the values' own dtype, the addition in
-    float32 or float64); else None. Cached: a quantizer's scale and zero point recur."""
-    plan = _plain_plan(dtype, scale, zero_point)
-    if plan[0].dtype != dtype or plan[1].dtype not in _COMPILED_FLOATS:
-        return None
-    return plan
-
-
-def _compilable(values: Any) -> TypeGuard[numpy.ndarray]:
-    """Whether ``values`` are a float32/float64 array the compiled loops should take (not 0-d:
-    numpy 1.24 computes with 0-d arrays as with scalars, in float64)."""
-    return (
-        isinstance(values, numpy.ndarray)
-        and values.ndim > 0
-        and values.dtype in _COMPILED_FLOATS
-        and _compiled.worthwhile(values.size)
-    )
-
-
-def _nan_error(values: Any) -> InvalidValueError:
-    return InvalidValueError(
-        f"cannot quantize NaN: no integer stands for it (values of shape {numpy.shape(values)}, "
-        f"dtype {values.dtype}). Remove or replace NaN first, e.g. with numpy.nan_to_num; a NaN "
-        f"also arises when the scale underflows to 0 in the values' precision."
-    )
-
-
-def _beyond_int64_error(scale: Any, zero_point: Any) -> InvalidValueError:
-    return InvalidValueError(
-        f"without clipping, some codes are infinite or beyond int64: no integer stands for "
-        f"them. Enable clipping (no_clipping=False) or check scale={scale!r} and "
-        f"zero_point={zero_point!r}."
-    )
-
-
-def _apply(ufunc: numpy.ufunc, first: Any, second: Any) -> Any:
-    """``ufunc(first, second)`` computed in the dtype numpy 1.24 would have chosen."""
-    dtype = legacy_result_type(first, second)
-    return ufunc(numpy.asarray(first, dtype=dtype), numpy.asarray(second, dtype=dtype))
-
-
-@functools.lru_cache(maxsize=256)
-def _clip_range(dtype: numpy.dtype[Any], low: int, high: int) -> tuple[numpy.dtype[Any], Any, Any]:
-    """Dtype and bounds to clip integer-valued ``dtype`` codes to ``[low, high]`` exactly.
-
-    The codes' own dtype when it holds both bounds exactly, else float64 (which holds the codes
-    exactly too).
-    """
-    with numpy.errstate(over="ignore"):
-        exact = float(dtype.type(low)) == low and float(dtype.type(high)) == high
-    if not exact:
-        dtype = numpy.dtype(numpy.float64)
-    return dtype, dtype.type(low), dtype.type(high)
 
 
 #: Output dtypes of ``quant`` besides the seed's int64 (and ``"smallest"``).
@@ -500,25 +317,41 @@ def convert_codes(codes: Any, dtype: Any, bounds: tuple[int, int] | None) -> Any
     return numpy.asarray(codes).astype(target)[()] if numpy.ndim(codes) == 0 else codes.astype(target)
 
 
-def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Scalar, zero_point: Scalar) -> Any:
-    """Return ``scale * (qvalues - float64(zero_point))``, in numpy 1.24's dtypes.
+def block_statistics(
+    values: numpy.ndarray, extent: tuple[int, ...]
+) -> tuple[numpy.ndarray, numpy.ndarray, list[Any]]:
+    """Per-block ``(rmin, rmax, uvalues)`` of blocks of ``extent``: two arrays of the grid's
+    shape in the values' dtype, and the list of each block's ``uvalues`` (in grid order), every
+    block's computed by :func:`minmax_statistics` as for a tensor of its own."""
+    rows = grouped(values, extent)
+    grid = rows.shape[:-1]
+    flat = rows.reshape(-1, rows.shape[-1])
+    statistics = [minmax_statistics(row) for row in flat]
+    rmin = numpy.array([low for low, _, _ in statistics], dtype=values.dtype).reshape(grid)
+    rmax = numpy.array([high for _, high, _ in statistics], dtype=values.dtype).reshape(grid)
+    return rmin, rmax, [uvalues for _, _, uvalues in statistics]
 
-    Integer codes give float64; float16/float32 codes keep their precision, as in the reference.
-    Large integer arrays go through a compiled one-pass loop with identical results.
+
+def block_parameters(
+    rmin: numpy.ndarray, rmax: numpy.ndarray, uvalues: list[Any] | None, choose: Any
+) -> tuple[numpy.ndarray, numpy.ndarray, Any]:
+    """Per-block ``(scale, zero_point, offset)``: ``choose(rmin, rmax, uvalues)`` of each block.
+
+    ``scale`` is a float64 array and ``zero_point`` an int64 array of the grid's shape;
+    ``offset`` is an int when every block has the same one (a single-valued block has offset 0),
+    else an int64 array.
     """
-    if (
-        isinstance(qvalues, numpy.ndarray)
-        and qvalues.ndim
-        and qvalues.dtype.kind in "iu"
-        and isinstance(scale, (float, numpy.floating))
-        and isinstance(zero_point, (int, float, numpy.integer, numpy.floating))
-    ):
-        # Integer codes minus a float64 scalar run in float64, and so does any float scale times
-        # a float64 array (numpy 1.24 rules, and numpy 2's): everything is float64.
-        scale, zero_point = numpy.float64(scale), numpy.float64(zero_point)
-        if _compiled.worthwhile(qvalues.size):
-            return _compiled.dequantize_codes(qvalues, scale, zero_point)
-        values = numpy.subtract(qvalues, zero_point)
-        return numpy.multiply(values, scale, out=values)
-    centered = _apply(numpy.subtract, qvalues, numpy.asarray(zero_point, dtype=numpy.float64)[()])
-    return _apply(numpy.multiply, as_numpy_operand(scale), centered)
+    lows, highs = rmin.reshape(-1), rmax.reshape(-1)
+    blocks = [
+        choose(lows[index], highs[index], None if uvalues is None else uvalues[index])
+        for index in range(lows.size)
+    ]
+    scale = numpy.array([block[0] for block in blocks], dtype=numpy.float64).reshape(rmin.shape)
+    zero_point = numpy.array([block[1] for block in blocks], dtype=numpy.int64).reshape(rmin.shape)
+    offsets = {block[2] for block in blocks}
+    offset = (
+        offsets.pop()
+        if len(offsets) == 1
+        else numpy.array([b[2] for b in blocks], dtype=numpy.int64).reshape(rmin.shape)
+    )
+    return scale, zero_point, offset

@@ -1,75 +1,239 @@
-"""Granularity: which elements share a scale and zero point.
+"""Granularity: which elements share a scale and zero point, as values.
 
-Per-tensor (the seed's), per-axis (``axis=k``: one set per index along axis ``k``) or per-block
-(``block_size=(b0, b1, ...)``: one set per block of that extent, torchao's convention; per-axis
-``k`` is the block ``(n0, .., 1, .., nd)`` with 1 at ``k``). Blocks tile the array exactly. A
-*grouped* array has shape ``grid + (block elements,)``: row ``g`` holds the elements of block
-``g``, in the C order they have within the block, so that quantizing a block per-group gives
-exactly what quantizing that block alone per-tensor gives.
+=======================  ==========================  =================================  ======================
+granularity              options                     block extent for shape (n0, .., nd) parameter grid shape
+=======================  ==========================  =================================  ======================
+:class:`PerTensor`       (none: the seed's)          ``(n0, .., nd)``                   ``()`` (scalars)
+:class:`PerAxis` ``(k)`` ``axis=k``                  ``(n0, .., 1, .., nd)``, 1 at k    ``(1, .., nk, .., 1)``
+:class:`PerBlock` ``(b)`` ``block_size=b``            ``b``, which must tile the shape   ``(n0 // b0, ..)``
+=======================  ==========================  =================================  ======================
+
+Blocks tile the array exactly (torchao's ``block_size`` convention). Each block is quantized
+exactly as it would be alone, so its parameters and its dtype plan are its own.
+
+:class:`BlockLayout` lays a grid of per-block parameters over values of a given shape without a
+loop over blocks: along each dimension ``d`` the grid has ``g_d`` blocks of ``b_d`` elements.
+Where every dimension has ``g_d == 1`` or ``b_d == 1`` (per tensor, per axis), parameters of the
+grid's shape broadcast against the values directly; otherwise the values are viewed as
+``(g0, b0, g1, b1, ...)`` and the parameters shaped ``(g0, 1, g1, 1, ...)`` (torchao's
+reshape). The *grouped* form ``grid + (block elements,)`` (each block's elements in C order)
+serves the per-block statistics.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Union
 
 import numpy
 
-from intquant._core.formulas import minmax_statistics
-from intquant.errors import InvalidValueError
+from intquant._core.checks import check_int, is_integer
+from intquant.errors import InvalidOptionsError, InvalidTypeError, InvalidValueError
 
 __all__ = [
-    "block_extent",
-    "check_grid",
-    "dequantize_grouped",
-    "grid_shape",
+    "BlockLayout",
+    "Granularity",
+    "PerAxis",
+    "PerBlock",
+    "PerTensor",
+    "granularity_of",
     "grouped",
-    "grouped_parameters",
-    "grouped_statistics",
-    "quantize_grouped",
+    "select_blocks",
     "ungrouped",
 ]
 
 
-def block_extent(
-    shape: tuple[int, ...], axis: int | None, block_size: tuple[int, ...] | None
-) -> tuple[int, ...]:
-    """The extent of one block along each dimension of an array of ``shape``.
+@dataclass(frozen=True)
+class PerTensor:
+    """One scale and zero point for the whole array (the seed's granularity)."""
+
+    def extent(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The block extent for values of ``shape``: the whole shape."""
+        return tuple(shape)
+
+    def options(self) -> dict[str, Any]:
+        """The option keywords that give this granularity (none)."""
+        return {}
+
+
+@dataclass(frozen=True)
+class PerAxis:
+    """One scale and zero point per index along ``axis`` (per-channel); parameters of shape
+    ``(1, .., n_axis, .., 1)``."""
+
+    axis: int
+
+    def extent(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The block extent for values of ``shape``: 1 along the axis, the whole size elsewhere.
+
+        Raises
+        ------
+        InvalidValueError
+            If the axis is out of range for ``shape``.
+        """
+        if not -len(shape) <= self.axis < len(shape):
+            raise InvalidValueError(
+                f"axis {self.axis} is out of range for values of shape {shape}; use 0 to {len(shape) - 1}."
+            )
+        extent = list(shape)
+        extent[self.axis % len(shape)] = 1
+        return tuple(extent)
+
+    def options(self) -> dict[str, Any]:
+        """The option keywords that give this granularity."""
+        return {"axis": self.axis}
+
+
+@dataclass(frozen=True)
+class PerBlock:
+    """One scale and zero point per block of ``block_size`` (one extent per dimension, each
+    dividing it); parameters of shape ``(n0 // b0, n1 // b1, ...)``."""
+
+    block_size: tuple[int, ...]
+
+    def extent(self, shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The block extent for values of ``shape``: ``block_size`` itself, once checked.
+
+        Raises
+        ------
+        InvalidValueError
+            If ``block_size`` does not have one extent per dimension, or does not tile ``shape``.
+        """
+        if len(self.block_size) != len(shape) or any(
+            size % block for size, block in zip(shape, self.block_size, strict=True)
+        ):
+            raise InvalidValueError(
+                f"block_size {self.block_size} must give one extent per dimension of the values "
+                f"(shape {shape}), each dividing that dimension."
+            )
+        return tuple(self.block_size)
+
+    def options(self) -> dict[str, Any]:
+        """The option keywords that give this granularity."""
+        return {"block_size": self.block_size}
+
+
+Granularity = Union[PerTensor, PerAxis, PerBlock]
+PER_TENSOR = PerTensor()
+
+
+def granularity_of(axis: Any, block_size: Any) -> Granularity:
+    """The granularity the ``axis`` / ``block_size`` options describe (both None: per tensor).
 
     Raises
     ------
-    InvalidValueError
-        If ``axis`` is out of range, or ``block_size`` does not have one extent per dimension
-        or does not tile ``shape``.
+    InvalidTypeError, InvalidValueError, InvalidOptionsError
+        For an axis that is not an int, a block size that is not a tuple of ints of at least 1,
+        or both given.
     """
+    if axis is not None and block_size is not None:
+        raise InvalidOptionsError("give either 'axis' (per-channel) or 'block_size' (per-block), not both.")
     if axis is not None:
-        if not -len(shape) <= axis < len(shape):
-            raise InvalidValueError(
-                f"axis {axis} is out of range for values of shape {shape}; use 0 to {len(shape) - 1}."
-            )
-        extent = list(shape)
-        extent[axis % len(shape)] = 1
-        return tuple(extent)
+        return PerAxis(check_int("axis", axis, expected="an int or None"))
     if block_size is None:
-        return tuple(shape)
-    if len(block_size) != len(shape) or any(
-        size % block for size, block in zip(shape, block_size, strict=True)
+        return PER_TENSOR
+    if (
+        isinstance(block_size, (int, numpy.integer, str, bytes))
+        or not hasattr(block_size, "__iter__")
+        or not all(is_integer(size) for size in block_size)
     ):
-        raise InvalidValueError(
-            f"block_size {block_size} must give one extent per dimension of the values (shape "
-            f"{shape}), each dividing that dimension."
+        raise InvalidTypeError(
+            f"'block_size' must be a tuple of ints, one extent per dimension; got {block_size!r}."
         )
-    return tuple(block_size)
+    sizes = tuple(int(size) for size in block_size)
+    if not sizes or any(size < 1 for size in sizes):
+        raise InvalidValueError(f"'block_size' extents must be at least 1; got {sizes}.")
+    return PerBlock(sizes)
 
 
-def grid_shape(shape: tuple[int, ...], extent: tuple[int, ...]) -> tuple[int, ...]:
-    """How many blocks lie along each dimension."""
-    return tuple(size // block for size, block in zip(shape, extent, strict=True))
+@dataclass(frozen=True)
+class BlockLayout:
+    """How a grid of per-block parameters lies over values of ``shape``.
+
+    ``grid[d]`` blocks of ``extent[d]`` elements along dimension ``d``. ``view`` is the shape the
+    values take so that parameters of ``parameter_shape`` broadcast against them: None when they
+    broadcast against ``shape`` itself (per tensor, per axis), else ``(g0, b0, g1, b1, ...)``.
+    """
+
+    shape: tuple[int, ...]
+    extent: tuple[int, ...]
+    grid: tuple[int, ...]
+    view: tuple[int, ...] | None
+    parameter_shape: tuple[int, ...]
+
+    @staticmethod
+    def of(shape: tuple[int, ...], extent: tuple[int, ...]) -> BlockLayout:
+        """The layout of blocks of ``extent`` (which tile ``shape``) over values of ``shape``."""
+        grid = tuple(size // block for size, block in zip(shape, extent, strict=True))
+        if all(blocks == 1 or size == 1 for blocks, size in zip(grid, extent, strict=True)):
+            return BlockLayout(shape, extent, grid, None, grid)
+        view = tuple(size for pair in zip(grid, extent, strict=True) for size in pair)
+        return BlockLayout(shape, extent, grid, view, tuple(size for blocks in grid for size in (blocks, 1)))
+
+    @staticmethod
+    def for_values(shape: tuple[int, ...], granularity: Granularity) -> BlockLayout:
+        """The layout ``granularity`` gives values of ``shape`` (its checks raise for a misfit)."""
+        return BlockLayout.of(tuple(shape), granularity.extent(tuple(shape)))
+
+    @property
+    def blocks(self) -> int:
+        """How many blocks the grid holds."""
+        return math.prod(self.grid)
+
+    def check_parameters(self, parameter_grid: tuple[int, ...]) -> None:
+        """Refuse parameters computed for another block grid than these values make."""
+        if tuple(parameter_grid) != self.grid:
+            raise InvalidValueError(
+                f"the quantizer holds parameters for a block grid of shape {tuple(parameter_grid)}, "
+                f"but values of shape {self.shape} make a grid of shape {self.grid}; quantize "
+                f"values shaped like the calibration data."
+            )
+
+    def laid_out(self, grid_values: numpy.ndarray) -> numpy.ndarray:
+        """Per-block values (grid's shape, or flat in grid order) shaped to broadcast."""
+        return numpy.asarray(grid_values).reshape(self.parameter_shape)
+
+    def restricted(self, region: tuple[slice, ...]) -> tuple[BlockLayout, tuple[Any, ...]]:
+        """The layout of the values in ``region`` (one slice of step 1 per dimension), and per
+        dimension the selection (a slice or an index array) that takes their blocks' parameters
+        from a grid-shaped array (see :func:`select_blocks`).
+
+        Along a dimension whose blocks the region cuts, each element gets a block of its own in
+        the new layout (its block's parameters repeated), so any region works; along the others
+        the grid is sliced.
+        """
+        shape: list[int] = []
+        extent: list[int] = []
+        selection: list[Any] = []
+        for size, block, part in zip(self.shape, self.extent, region, strict=True):
+            start, stop, _ = part.indices(size)
+            stop = max(start, stop)
+            shape.append(stop - start)
+            if block == size:  # one block along this dimension
+                extent.append(max(1, stop - start))
+                selection.append(slice(0, 1))
+            elif start % block == 0 and (stop % block == 0 or stop == size):
+                extent.append(block)
+                selection.append(slice(start // block, -(-stop // block)))
+            else:  # blocks cut by the region: one parameter per element
+                extent.append(1)
+                selection.append(numpy.arange(start, stop) // block)
+        return BlockLayout.of(tuple(shape), tuple(extent)), tuple(selection)
+
+
+def select_blocks(grid_values: numpy.ndarray, selection: tuple[Any, ...]) -> numpy.ndarray:
+    """The parameters of a restricted layout: ``grid_values`` (grid-shaped) selected along each
+    dimension by a slice or an index array (see :meth:`BlockLayout.restricted`)."""
+    selected = numpy.asarray(grid_values)
+    for dimension, part in enumerate(selection):
+        selected = selected[(slice(None),) * dimension + (part,)]
+    return selected
 
 
 def grouped(values: numpy.ndarray, extent: tuple[int, ...]) -> numpy.ndarray:
     """``values`` rearranged to shape ``grid + (block elements,)`` (a copy unless trivial)."""
-    grid = grid_shape(values.shape, extent)
+    grid = tuple(size // block for size, block in zip(values.shape, extent, strict=True))
     split = values.reshape(tuple(dimension for pair in zip(grid, extent, strict=True) for dimension in pair))
     order = tuple(range(0, 2 * len(grid), 2)) + tuple(range(1, 2 * len(grid), 2))
     return numpy.ascontiguousarray(split.transpose(order)).reshape((*grid, math.prod(extent)))
@@ -77,108 +241,7 @@ def grouped(values: numpy.ndarray, extent: tuple[int, ...]) -> numpy.ndarray:
 
 def ungrouped(rows: Any, shape: tuple[int, ...], extent: tuple[int, ...]) -> numpy.ndarray:
     """The inverse of :func:`grouped`: rows of blocks back to an array of ``shape``."""
-    grid = grid_shape(shape, extent)
+    grid = tuple(size // block for size, block in zip(shape, extent, strict=True))
     blocks = numpy.asarray(rows).reshape(grid + extent)
     order = tuple(index for dimension in range(len(grid)) for index in (dimension, len(grid) + dimension))
     return numpy.ascontiguousarray(blocks.transpose(order)).reshape(shape)
-
-
-# -- per-group versions of the kernels: each block is handled exactly as a tensor of its own
-
-
-def grouped_statistics(
-    values: numpy.ndarray, extent: tuple[int, ...]
-) -> tuple[numpy.ndarray, numpy.ndarray, list[Any]]:
-    """Per-block ``(rmin, rmax, uvalues)``: two arrays of the grid's shape in the values' dtype,
-    and the list of each block's ``uvalues`` (in grid order)."""
-    rows = grouped(values, extent)
-    grid = rows.shape[:-1]
-    flat = rows.reshape(-1, rows.shape[-1])
-    statistics = [minmax_statistics(row) for row in flat]
-    rmin = numpy.array([low for low, _, _ in statistics], dtype=values.dtype).reshape(grid)
-    rmax = numpy.array([high for _, high, _ in statistics], dtype=values.dtype).reshape(grid)
-    return rmin, rmax, [uvalues for _, _, uvalues in statistics]
-
-
-def grouped_parameters(
-    rmin: numpy.ndarray, rmax: numpy.ndarray, uvalues: list[Any] | None, choose: Any
-) -> tuple[numpy.ndarray, numpy.ndarray, Any]:
-    """Per-block ``(scale, zero_point, offset)``: ``choose(rmin, rmax, uvalues)`` of each block.
-
-    ``scale`` is a float64 array and ``zero_point`` an int64 array of the grid's shape;
-    ``offset`` is an int when every block has the same one (a single-valued block has offset 0),
-    else an int64 array.
-    """
-    lows, highs = rmin.reshape(-1), rmax.reshape(-1)
-    blocks = [
-        choose(lows[index], highs[index], None if uvalues is None else uvalues[index])
-        for index in range(lows.size)
-    ]
-    scale = numpy.array([block[0] for block in blocks], dtype=numpy.float64).reshape(rmin.shape)
-    zero_point = numpy.array([block[1] for block in blocks], dtype=numpy.int64).reshape(rmin.shape)
-    offsets = {block[2] for block in blocks}
-    offset = (
-        offsets.pop()
-        if len(offsets) == 1
-        else numpy.array([b[2] for b in blocks], dtype=numpy.int64).reshape(rmin.shape)
-    )
-    return scale, zero_point, offset
-
-
-def check_grid(values_shape: tuple[int, ...], extent: tuple[int, ...], scale: numpy.ndarray) -> None:
-    """Refuse values whose block grid is not the one the parameters were computed for."""
-    grid = grid_shape(values_shape, extent)
-    if scale.shape != grid:
-        raise InvalidValueError(
-            f"the quantizer holds parameters for a block grid of shape {scale.shape}, but values "
-            f"of shape {values_shape} make a grid of shape {grid}; quantize values shaped like the "
-            f"calibration data."
-        )
-
-
-def quantize_grouped(
-    values: numpy.ndarray,
-    extent: tuple[int, ...],
-    scale: numpy.ndarray,
-    zero_point: numpy.ndarray,
-    bounds_of: Any,
-    quantize_block: Any,
-) -> numpy.ndarray:
-    """Codes of ``values``, each block quantized with its own scale, zero point and bounds.
-
-    ``bounds_of(index)`` gives block ``index``'s clipping bounds (or None) and
-    ``quantize_block(row, scale, zero_point, bounds)`` quantizes one block's row.
-    """
-    check_grid(values.shape, extent, scale)
-    rows = grouped(values, extent)
-    flat = rows.reshape(-1, rows.shape[-1])
-    scales, zero_points = scale.reshape(-1), zero_point.reshape(-1)
-    codes = (
-        numpy.stack(
-            [
-                quantize_block(row, scales[index], zero_points[index], bounds_of(index))
-                for index, row in enumerate(flat)
-            ]
-        )
-        if flat.shape[0]
-        else numpy.zeros(flat.shape, dtype=numpy.int64)
-    )
-    return ungrouped(codes, values.shape, extent)
-
-
-def dequantize_grouped(
-    codes: numpy.ndarray,
-    extent: tuple[int, ...],
-    scale: numpy.ndarray,
-    zero_point: numpy.ndarray,
-    dequantize_block: Any,
-) -> numpy.ndarray:
-    """Values of ``codes``, each block dequantized with its own scale and zero point."""
-    check_grid(codes.shape, extent, scale)
-    rows = grouped(codes, extent)
-    flat = rows.reshape(-1, rows.shape[-1])
-    scales, zero_points = scale.reshape(-1), zero_point.reshape(-1)
-    values = numpy.stack(
-        [dequantize_block(row, scales[index], zero_points[index]) for index, row in enumerate(flat)]
-    )
-    return ungrouped(values, codes.shape, extent)

@@ -82,8 +82,10 @@ def fill_from_kwargs(obj: Any, klass: type, **kwargs: Any) -> tuple[Any, dict[st
 
 @functools.lru_cache(maxsize=64)
 def class_members(klass: type) -> tuple[str, ...]:
-    """The annotated attributes of ``klass``, in declaration order (``typing.get_type_hints``)."""
-    return tuple(typing.get_type_hints(klass))
+    """The annotated instance attributes of ``klass``, in declaration order
+    (``typing.get_type_hints``, without ``ClassVar`` ones)."""
+    hints = typing.get_type_hints(klass)
+    return tuple(name for name, hint in hints.items() if typing.get_origin(hint) is not typing.ClassVar)
 
 
 def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:

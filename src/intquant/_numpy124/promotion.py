@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy
 
-__all__ = ["as_numpy_operand", "legacy_result_type"]
+__all__ = ["as_numpy_operand", "legacy_result_type", "legacy_result_types"]
 
 # The order numpy 1.x gives dtype kinds when it decides whether a scalar's value may matter.
 _KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
@@ -93,3 +93,59 @@ def _array_scalar_type(array: numpy.dtype[Any], scalar: numpy.dtype[Any], value:
         if int(value) <= numpy.iinfo(signed).max:
             smallest = signed
     return numpy.promote_types(array, smallest)
+
+
+def legacy_result_types(
+    array: numpy.dtype[Any], scalars: numpy.ndarray
+) -> tuple[list[numpy.dtype[Any]], numpy.ndarray]:
+    """:func:`legacy_result_type` of an ``array``-dtype array and each element of ``scalars``
+    taken as a scalar, without a Python call per element.
+
+    Returns the distinct result dtypes and, for each element (in ``scalars``' shape), the index
+    of its dtype among them. The result depends on an element only through the smallest dtype of
+    its kind that holds it, so the elements are sorted into those classes first.
+    """
+    scalar = scalars.dtype
+    classes = _value_classes(scalars)
+    codes, inverse = numpy.unique(classes, return_inverse=True)
+    dtypes: list[numpy.dtype[Any]] = []
+    index = numpy.empty(len(codes), dtype=numpy.intp)
+    flat = scalars.reshape(-1)
+    first = numpy.zeros(len(codes), dtype=numpy.intp)
+    first[inverse.reshape(-1)[::-1]] = numpy.arange(flat.size)[::-1]  # first element of each class
+    for position, element in enumerate(first):
+        dtype = _array_scalar_type(array, scalar, flat[element].item())
+        if dtype not in dtypes:
+            dtypes.append(dtype)
+        index[position] = dtypes.index(dtype)
+    return dtypes, index[inverse].reshape(scalars.shape)
+
+
+def _value_classes(scalars: numpy.ndarray) -> numpy.ndarray:
+    """A small integer per element naming the smallest dtype of its kind that holds it (the
+    classes of :func:`_min_scalar_type`, with non-negative integers that fit the signed type of
+    their size told apart)."""
+    if scalars.dtype.kind == "f":
+        with numpy.errstate(invalid="ignore"):
+            magnitude = numpy.abs(scalars.astype(numpy.float64))
+        return numpy.where(
+            ~numpy.isfinite(magnitude) | (magnitude < _FLOAT16_LIMIT),
+            0,
+            numpy.where(magnitude < _FLOAT32_LIMIT, 1, 2),
+        ).astype(numpy.int8)
+    if scalars.dtype.kind not in "iu":
+        return numpy.zeros(scalars.shape, dtype=numpy.int8)
+    classes = numpy.full(scalars.shape, 16, dtype=numpy.int8)
+    bounds = (
+        (0, 127), (128, 255), (256, 32767), (32768, 65535), (65536, 2**31 - 1),
+        (2**31, 2**32 - 1), (2**32, 2**63 - 1),
+    )  # fmt: skip
+    for label, (low, high) in enumerate(bounds):
+        inside = (scalars >= low) & (scalars <= high)
+        classes[inside] = label
+    if scalars.dtype.kind == "i":
+        negative = ((-128, -1), (-32768, -129), (-(2**31), -32769), (-(2**63), -(2**31) - 1))
+        for label, (low, high) in enumerate(negative, start=8):
+            inside = (scalars >= low) & (scalars <= high)
+            classes[inside] = label
+    return classes

@@ -9,7 +9,6 @@ exit status 2.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import sys
@@ -20,15 +19,18 @@ from typing import Any, NoReturn
 import numpy
 
 from intquant._core.codec import dumps, loads
+from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.extras import ROUNDING_MODES
-from intquant._core.granularity import block_extent, grid_shape, grouped_statistics
+from intquant._core.granularity import granularity_of
+from intquant._core.plan import restricted_dequant_plan, restricted_quant_plan
 from intquant.calibration import EntropyStats, MSEStats, PercentileStats
 from intquant.cli.files import check_output, load_array, row_chunks, write_array, write_file, write_text
 from intquant.errors import IntquantError, InvalidValueError
+from intquant.metrics import QuantizationErrors
 from intquant.options import QuantizationOptions
 from intquant.quantized_array import QuantizedArray
 from intquant.quantizer import UniformQuantizer
-from intquant.statistics import MinMaxQuantizationStats
+from intquant.statistics import MinMaxQuantizationStats, calibrate
 
 __all__ = ["main"]
 
@@ -219,18 +221,14 @@ def _collect(
         for chunk in _chunks(values, arguments):
             stats.update(chunk)
         return stats
-    extent = block_extent(values.shape, options.axis, options.block_size)
-    if grid_shape(values.shape, extent)[0] == 1:  # every block spans all rows: merge chunk grids
+    extent = granularity_of(options.axis, options.block_size).extent(values.shape)
+    if extent[0] == values.shape[0]:  # every block spans all rows: merge chunk grids
         for chunk in _chunks(values, arguments, extent[0]):
             stats.update(chunk, axis=options.axis, block_size=options.block_size)
         return stats
     parts = []  # blocks split the rows: each chunk holds whole blocks; stack their grids
     for chunk in _chunks(values, arguments, extent[0]):
-        parts.append(
-            grouped_statistics(
-                numpy.asarray(chunk), block_extent(chunk.shape, options.axis, options.block_size)
-            )
-        )
+        parts.append(calibrate(numpy.asarray(chunk), options.axis, options.block_size))
     stats.rmin = numpy.concatenate([part[0] for part in parts])
     stats.rmax = numpy.concatenate([part[1] for part in parts])
     stats.uvalues = [uniques for part in parts for uniques in part[2]]
@@ -271,56 +269,43 @@ def _load_quantizer(path: Path) -> UniformQuantizer:
     return loaded
 
 
-def _apply(
-    arguments: argparse.Namespace, operation: Callable[[UniformQuantizer, numpy.ndarray], Any], dtype: Any
-) -> int:
+def _apply(arguments: argparse.Namespace, quantize: bool) -> int:
+    """Quantize or dequantize an array on disk in chunks of rows: the whole array's plan (which
+    checks the array against the quantizer's block grid) restricted to each chunk."""
     output = arguments.output
     check_output(output, [_input_path(arguments.input), arguments.quantizer], arguments.force)
     quantizer = _load_quantizer(arguments.quantizer)
     values = load_array(arguments.input)
-    split, row_multiple = _row_split(quantizer, values.shape)
+    plan: Any = (quantizer.quant_plan if quantize else quantizer.dequant_plan)(values.dtype, values.shape)
+    restrict: Any = restricted_quant_plan if quantize else restricted_dequant_plan
+    rng = quantizer.rng
+
+    def run(part_plan: Any, chunk: numpy.ndarray) -> Any:
+        return quantize_with(part_plan, chunk, rng) if quantize else dequantize_with(part_plan, chunk)
+
+    layout = plan.layout
+    row_multiple = layout.extent[0] if layout is not None and layout.grid and layout.grid[0] > 1 else 1
 
     def fill(out: numpy.ndarray) -> None:
         if values.ndim == 0:
-            out[()] = operation(quantizer, numpy.asarray(values))
+            out[()] = run(plan, numpy.asarray(values))
             return
+        rest = (slice(None),) * (values.ndim - 1)
         for part in _progress(list(row_chunks(values.shape, arguments.chunk_size, row_multiple)), arguments):
-            out[part] = operation(
-                _rows_of(quantizer, part, row_multiple) if split else quantizer, numpy.asarray(values[part])
-            )
+            out[part] = run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
 
+    dtype = numpy.dtype(numpy.int64 if quantize else numpy.float64)
     write_array(output, values.shape, dtype, fill)
-    print(f"wrote {values.shape} {numpy.dtype(dtype)} to {output}")
+    print(f"wrote {values.shape} {dtype} to {output}")
     return 0
 
 
 def _quantize(arguments: argparse.Namespace) -> int:
-    return _apply(arguments, lambda quantizer, chunk: quantizer.quant(chunk), numpy.int64)
+    return _apply(arguments, quantize=True)
 
 
 def _dequantize(arguments: argparse.Namespace) -> int:
-    return _apply(arguments, lambda quantizer, chunk: quantizer.dequant(chunk), numpy.float64)
-
-
-def _row_split(quantizer: UniformQuantizer, shape: tuple[int, ...]) -> tuple[bool, int]:
-    """Whether per-block parameters split along the rows, and the rows of one block."""
-    if not (isinstance(quantizer.scale, numpy.ndarray) and quantizer.scale.ndim and shape):
-        return False, 1
-    if quantizer.axis is None and quantizer.block_size is None:
-        return False, 1
-    extent = block_extent(shape, quantizer.axis, quantizer.block_size)
-    return grid_shape(shape, extent)[0] > 1, extent[0]
-
-
-def _rows_of(quantizer: UniformQuantizer, rows: slice, block_rows: int) -> UniformQuantizer:
-    """A copy of ``quantizer`` whose per-block parameters cover only ``rows`` of the data."""
-    blocks = slice(rows.start // block_rows, rows.stop // block_rows)
-    part = copy.copy(quantizer)
-    part.scale = quantizer.scale[blocks]
-    part.zero_point = quantizer.zero_point[blocks]
-    if isinstance(quantizer.offset, numpy.ndarray):
-        part.offset = quantizer.offset[blocks]
-    return part
+    return _apply(arguments, quantize=False)
 
 
 def _report(arguments: argparse.Namespace) -> int:
@@ -356,17 +341,10 @@ def _errors(
     values: numpy.ndarray, quantizer: UniformQuantizer, arguments: argparse.Namespace
 ) -> dict[str, float]:
     """MSE, SQNR (dB) and max error of dequant(quant(values)), accumulated over chunks."""
-    squared_error = power = 0.0
-    worst = 0.0
+    errors = QuantizationErrors()
     for chunk in _chunks(values, argparse.Namespace(quiet=True, chunk_size=arguments.chunk_size)):
-        reference = numpy.asarray(chunk, dtype=numpy.float64)
-        error = numpy.asarray(quantizer.dequant(quantizer.quant(chunk)), dtype=numpy.float64) - reference
-        squared_error += float(numpy.sum(error**2))
-        power += float(numpy.sum(reference**2))
-        worst = max(worst, float(numpy.max(numpy.abs(error))))
-    mse = squared_error / values.size
-    sqnr = math.inf if mse == 0 else (10 * math.log10(power / values.size / mse) if power > 0 else -math.inf)
-    return {"mse": mse, "sqnr_db": sqnr, "max_abs_error": worst}
+        errors.add(chunk, quantizer.dequant(quantizer.quant(chunk)))
+    return errors.result()
 
 
 def _json_number(value: Any) -> Any:

@@ -1,0 +1,580 @@
+"""The quantization plan: what ``quant`` and ``dequant`` compute, said once.
+
+A plan is made for one quantizer's parameters, one input dtype and one shape, validated as it is
+made, and cached by those *values* (a quantizer whose attributes change gets another plan, never
+a stale one). Every backend only executes plans: numpy and numba (:mod:`intquant._core.execute`),
+torch (steps to tensors), ONNX (steps to nodes), dask and the command line (plans restricted to a
+chunk's blocks). einops' ``TransformRecipe`` is the pattern.
+
+Quantization, per block ``g`` (one block per tensor)::
+
+    q = clip(round(float(values, D_g) / scale_g + zero_point_g), low_g, high_g)   as int64
+
+* ``D_g`` (the *division* dtype) and ``A_g`` (the *addition* dtype, in which the quotient and
+  the zero point are added) are the dtypes numpy 1.24 computes ``values / scale`` and
+  ``quotient + zero_point`` in, with its value-based casting (:mod:`intquant._numpy124.promotion`);
+  true division of integers runs in float64. ``scale_g`` is held in ``D_g`` and
+  ``zero_point_g`` in ``A_g`` already. Blocks sharing ``(D, A)`` form one :class:`QuantStep`.
+* ``round`` is the rounding option (half to even by default).
+* ``[low, high] = [-offset (+1 if narrow), 2**n_bits - 1 - offset]``, or no clipping: with
+  ``no_clipping``, and for QAT values whose parameters were inferred (``is_qat and not
+  is_precomputed_qat``), whose codes the reference never clips.
+* 0-d values follow numpy's scalar rules (a 0-d array is a scalar for numpy 1.24: no
+  value-based casting between two scalars).
+
+Dequantization, per block: ``x = float(scale_g, M_g) * (float(q, S_g) - float64(zero_point_g))``
+with ``S_g``/``M_g`` numpy 1.24's dtypes for the subtraction and the multiplication (float64 for
+integer codes); the blocks' values are merged in the widest of the ``M_g``.
+
+Parameters numpy would broadcast by itself (array parameters without ``axis``/``block_size``,
+which the reference allows) make a *generic* plan: numpy 1.24's dtypes are then decided per
+operation at run time, as the reference does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy
+
+from intquant._core.checks import check_n_bits, check_scale
+from intquant._core.formulas import integer_bounds
+from intquant._core.granularity import PER_TENSOR, BlockLayout, Granularity, select_blocks
+from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type, legacy_result_types
+from intquant.errors import InvalidDtypeError
+
+__all__ = [
+    "CONCRETE_ML_1_7",
+    "CONVENTIONS",
+    "DequantPlan",
+    "DequantStep",
+    "QuantPlan",
+    "QuantStep",
+    "QuantizerSettings",
+    "dequant_plan",
+    "quant_plan",
+    "representable_range",
+    "restricted_dequant_plan",
+    "restricted_quant_plan",
+    "tensor_dequant_plan",
+    "tensor_quant_plan",
+]
+
+#: The convention a plan follows: Concrete ML 1.7.0's formulas and clipping rules.
+CONCRETE_ML_1_7 = "concrete-ml-1.7"
+CONVENTIONS = (CONCRETE_ML_1_7,)
+
+#: Why a plan does not clip.
+NO_CLIPPING = "no_clipping is set"
+INFERRED_QAT = "QAT parameters were inferred from the values (is_qat and not is_precomputed_qat)"
+
+
+class _PlanCache:
+    """Plans by key, the oldest dropped beyond ``size``; safe to share between threads (a plan
+    is immutable, and two threads building one plan build equal ones)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._plans: dict[Any, Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = build()
+            with self._lock:
+                if len(self._plans) >= self._size:
+                    self._plans.pop(next(iter(self._plans)))
+                self._plans[key] = plan
+        return plan
+
+    def clear(self) -> None:
+        with self._lock:
+            self._plans.clear()
+
+
+_QUANT_PLANS = _PlanCache(256)
+_DEQUANT_PLANS = _PlanCache(256)
+
+
+@dataclass(frozen=True, eq=False)
+class QuantizerSettings:
+    """What a plan depends on besides the input: a quantizer's parameters and options, read once.
+
+    ``scale``, ``zero_point`` and ``offset`` are the quantizer's own values (Python or numpy
+    numbers, or arrays over the block grid); ``granularity`` applies when the scale is an array.
+    """
+
+    scale: Any
+    zero_point: Any
+    offset: Any
+    n_bits: Any  # None: the quantizer has no options
+    is_narrow: bool
+    unclipped: str | None  # why codes are not clipped, or None
+    rounding: str
+    granularity: Granularity
+    convention: str = CONCRETE_ML_1_7
+
+    @property
+    def grouped(self) -> bool:
+        """Whether the parameters are per axis or per block (arrays, with a granularity)."""
+        return (
+            isinstance(self.scale, numpy.ndarray) and self.scale.ndim > 0 and self.granularity != PER_TENSOR
+        )
+
+    def key(self) -> tuple[Any, ...]:
+        """A hashable key telling settings apart by value, bit for bit (``numpy.int64(7)`` and
+        ``numpy.float64(7.0)`` differ: they promote differently)."""
+        return (
+            _fingerprint(self.scale),
+            _fingerprint(self.zero_point),
+            None if self.unclipped else _fingerprint(self.offset),
+            self.n_bits if self.unclipped is None else None,
+            self.is_narrow,
+            self.unclipped,
+            self.rounding,
+            self.granularity,
+            self.convention,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class QuantStep:
+    """Blocks sharing one pair of dtypes: ``round(float(values, division) / scale + zero_point)``
+    with the addition in ``addition``.
+
+    ``scale`` (in ``division``) and ``zero_point`` (in ``addition``) are numpy scalars per tensor,
+    else arrays of the layout's ``parameter_shape``; ``blocks`` selects the blocks this step
+    computes (a bool array of that shape), None for all of them.
+    """
+
+    division: numpy.dtype[Any]
+    addition: numpy.dtype[Any]
+    scale: Any
+    zero_point: Any
+    blocks: numpy.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class QuantPlan:
+    """Everything ``quant`` computes for one quantizer, input dtype and shape.
+
+    ``layout`` is None per tensor (the plan then fits any shape of the same ``scalar_input``);
+    ``bounds`` are ints, or int64 arrays of the layout's ``parameter_shape`` when blocks differ,
+    or None without clipping (``unclipped`` says why); ``span`` is the widest ``(low, high)``.
+    A ``generic`` plan has no steps: numpy's own broadcasting with numpy 1.24's dtypes per
+    operation (``scale``, ``zero_point`` and ``bounds`` as given).
+    """
+
+    convention: str
+    values_dtype: numpy.dtype[Any]
+    scalar_input: bool
+    layout: BlockLayout | None
+    steps: tuple[QuantStep, ...]
+    rounding: str
+    bounds: tuple[Any, Any] | None
+    span: tuple[int, int] | None
+    unclipped: str | None
+    generic: bool
+    scale: Any  # the quantizer's own parameters, for messages and the generic path
+    zero_point: Any
+
+
+@dataclass(frozen=True, eq=False)
+class DequantStep:
+    """Blocks sharing one pair of dtypes: ``scale * (float(codes, subtraction) - zero_point)``
+    with the multiplication in ``multiplication``; parameters as in :class:`QuantStep`."""
+
+    subtraction: numpy.dtype[Any]
+    multiplication: numpy.dtype[Any]
+    zero_point: Any
+    scale: Any
+    blocks: numpy.ndarray | None
+
+
+@dataclass(frozen=True, eq=False)
+class DequantPlan:
+    """Everything ``dequant`` computes for one quantizer, codes dtype and shape; ``dtype`` is the
+    result's dtype (the widest of the steps' multiplication dtypes)."""
+
+    convention: str
+    codes_dtype: numpy.dtype[Any]
+    scalar_input: bool
+    layout: BlockLayout | None
+    steps: tuple[DequantStep, ...]
+    dtype: numpy.dtype[Any] | None  # None for a generic plan
+    generic: bool
+    scale: Any
+    zero_point: Any
+
+
+def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> QuantPlan:
+    """The plan quantizing ``dtype`` values of ``shape`` with ``settings`` (cached by value).
+
+    Raises
+    ------
+    MissingParameterError, InvalidValueError
+        For a zero or non-finite scale, an invalid ``n_bits`` when clipping, or values whose
+        shape does not fit per-axis/per-block parameters.
+    """
+    shape = tuple(shape)
+    scalar_input = len(shape) == 0
+    key = (settings.key(), numpy.dtype(dtype), shape if settings.grouped else scalar_input)
+    return _QUANT_PLANS.get(key, lambda: _build_quant_plan(settings, numpy.dtype(dtype), shape))
+
+
+def dequant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> DequantPlan:
+    """The plan dequantizing ``dtype`` codes of ``shape`` with ``settings`` (cached by value).
+
+    Raises
+    ------
+    InvalidDtypeError
+        If the scale is neither a float nor a float64 array.
+    InvalidValueError
+        For codes whose shape does not fit per-axis/per-block parameters.
+    """
+    shape = tuple(shape)
+    scalar_input = len(shape) == 0
+    key = (
+        _fingerprint(settings.scale),
+        _fingerprint(settings.zero_point),
+        settings.granularity if settings.grouped else None,
+        settings.convention,
+        numpy.dtype(dtype),
+        shape if settings.grouped else scalar_input,
+    )
+    return _DEQUANT_PLANS.get(key, lambda: _build_dequant_plan(settings, numpy.dtype(dtype), shape))
+
+
+# -- building
+
+
+def _build_quant_plan(
+    settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]
+) -> QuantPlan:
+    check_scale(settings.scale)
+    n_bits = check_n_bits(settings.n_bits) if settings.unclipped is None else 0
+    scalar_input = len(shape) == 0
+    if settings.grouped:
+        return _grouped_quant_plan(settings, dtype, shape, n_bits)
+    bounds = None
+    if settings.unclipped is None:
+        bounds = integer_bounds(n_bits, settings.offset, settings.is_narrow)
+    return tensor_quant_plan(
+        dtype, scalar_input, settings.scale, settings.zero_point, bounds, settings.rounding,
+        unclipped=settings.unclipped, convention=settings.convention,
+    )  # fmt: skip
+
+
+def tensor_quant_plan(
+    dtype: numpy.dtype[Any],
+    scalar_input: bool,
+    scale: Any,
+    zero_point: Any,
+    bounds: tuple[Any, Any] | None,
+    rounding: str = "half_even",
+    *,
+    unclipped: str | None = NO_CLIPPING,
+    convention: str = CONCRETE_ML_1_7,
+) -> QuantPlan:
+    """The per-tensor plan for ``dtype`` values (0-d if ``scalar_input``), parameters as given
+    (unchecked: the kernels' entry point) and ``bounds`` (None: no clipping, ``unclipped`` says
+    why). Array parameters make a generic plan (numpy broadcasting)."""
+    key = (
+        numpy.dtype(dtype), scalar_input, _fingerprint(scale), _fingerprint(zero_point),
+        None if bounds is None else (_fingerprint(bounds[0]), _fingerprint(bounds[1])),
+        rounding, unclipped if bounds is None else None, convention,
+    )  # fmt: skip
+    return _QUANT_PLANS.get(
+        key,
+        lambda: _tensor_quant_plan(
+            numpy.dtype(dtype), scalar_input, scale, zero_point, bounds, rounding,
+            None if bounds is not None else unclipped, convention,
+        ),
+    )  # fmt: skip
+
+
+def _tensor_quant_plan(
+    dtype: numpy.dtype[Any],
+    scalar_input: bool,
+    scale: Any,
+    zero_point: Any,
+    bounds: tuple[Any, Any] | None,
+    rounding: str,
+    unclipped: str | None,
+    convention: str,
+) -> QuantPlan:
+    scale_operand, zero_point_operand = as_numpy_operand(scale), as_numpy_operand(zero_point)
+    generic = numpy.ndim(scale_operand) > 0 or numpy.ndim(zero_point_operand) > 0
+    generic = generic or (bounds is not None and numpy.ndim(bounds[0]) > 0)
+    span = None
+    if bounds is not None:
+        span = (
+            (bounds[0], bounds[1]) if not generic else (int(numpy.min(bounds[0])), int(numpy.max(bounds[1])))
+        )
+    steps: tuple[QuantStep, ...] = ()
+    if not generic:
+        division, addition = _quant_dtypes(dtype, scalar_input, scale_operand, zero_point_operand)
+        steps = (QuantStep(division, addition, division.type(scale), addition.type(zero_point), None),)
+    return QuantPlan(
+        convention, dtype, scalar_input, None, steps, rounding, bounds, span, unclipped, generic, scale,
+        zero_point,
+    )  # fmt: skip
+
+
+def _grouped_quant_plan(
+    settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...], n_bits: int
+) -> QuantPlan:
+    layout = BlockLayout.for_values(shape, settings.granularity)
+    scale = settings.scale
+    layout.check_parameters(scale.shape)
+    zero_point = numpy.broadcast_to(numpy.asarray(as_numpy_operand(settings.zero_point)), scale.shape)
+    bounds: tuple[Any, Any] | None = None
+    span = None
+    if settings.unclipped is None:
+        offsets = numpy.broadcast_to(numpy.asarray(settings.offset), scale.shape).astype(numpy.int64)
+        low, high = integer_bounds(n_bits, offsets, settings.is_narrow)
+        span = (int(low.min()), int(high.max())) if low.size else (0, 0)
+        bounds = (
+            (int(low.flat[0]), int(high.flat[0]))
+            if low.size and (low == low.flat[0]).all() and (high == high.flat[0]).all()
+            else (layout.laid_out(low), layout.laid_out(high))
+        )
+    steps = _grouped_steps(dtype, scale, zero_point, layout)
+    return QuantPlan(
+        settings.convention, dtype, False, layout, steps, settings.rounding, bounds, span,
+        settings.unclipped, False, settings.scale, settings.zero_point,
+    )  # fmt: skip
+
+
+def _grouped_steps(
+    dtype: numpy.dtype[Any], scale: numpy.ndarray, zero_point: numpy.ndarray, layout: BlockLayout
+) -> tuple[QuantStep, ...]:
+    """One step per ``(division, addition)`` pair of dtypes the blocks need."""
+    divisions, division_index = legacy_result_types(dtype, scale)
+    divisions = [_computed_in(division) for division in divisions]
+    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray] = {}
+    for position, division in enumerate(divisions):
+        selected = division_index == position
+        additions, addition_index = legacy_result_types(division, zero_point[selected])
+        for inner, addition in enumerate(additions):
+            mask = numpy.zeros(scale.shape, dtype=bool)
+            mask[selected] = addition_index == inner
+            key = (division, addition)
+            groups[key] = groups[key] | mask if key in groups else mask
+    steps = []
+    for (division, addition), mask in groups.items():
+        blocks = None if len(groups) == 1 else layout.laid_out(mask)
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            scales = numpy.where(mask, scale, 1).astype(division)  # harmless values elsewhere
+            zero_points = numpy.where(mask, zero_point, 0).astype(addition)
+        steps.append(
+            QuantStep(division, addition, layout.laid_out(scales), layout.laid_out(zero_points), blocks)
+        )
+    return tuple(steps)
+
+
+def _build_dequant_plan(
+    settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]
+) -> DequantPlan:
+    scale = settings.scale
+    if not (
+        isinstance(scale, (float, numpy.floating))
+        or (isinstance(scale, numpy.ndarray) and scale.dtype == numpy.float64)
+    ):
+        raise InvalidDtypeError(
+            f"the scale must be a float or a float64 array to dequantize; got {scale!r} of "
+            f"type {type(scale).__name__}. Set it with numpy.float64(scale)."
+        )
+    scalar_input = len(shape) == 0
+    if settings.grouped:
+        scale = numpy.asarray(scale)
+        layout = BlockLayout.for_values(shape, settings.granularity)
+        layout.check_parameters(scale.shape)
+        zero_points = numpy.broadcast_to(
+            numpy.asarray(as_numpy_operand(settings.zero_point), dtype=numpy.float64), scale.shape
+        )
+        steps, result = _grouped_dequant_steps(
+            legacy_result_types(dtype, zero_points), scale, zero_points, layout
+        )
+        return DequantPlan(
+            settings.convention, dtype, False, layout, steps, result, False, scale, settings.zero_point
+        )
+    return tensor_dequant_plan(
+        dtype, scalar_input, scale, settings.zero_point, convention=settings.convention
+    )
+
+
+def tensor_dequant_plan(
+    dtype: numpy.dtype[Any],
+    scalar_input: bool,
+    scale: Any,
+    zero_point: Any,
+    *,
+    convention: str = CONCRETE_ML_1_7,
+) -> DequantPlan:
+    """The per-tensor plan dequantizing ``dtype`` codes (0-d if ``scalar_input``), parameters as
+    given (unchecked); array parameters make a generic plan."""
+    key = (numpy.dtype(dtype), scalar_input, _fingerprint(scale), _fingerprint(zero_point), convention)
+    return _DEQUANT_PLANS.get(
+        key, lambda: _tensor_dequant_plan(numpy.dtype(dtype), scalar_input, scale, zero_point, convention)
+    )
+
+
+def _tensor_dequant_plan(
+    dtype: numpy.dtype[Any], scalar_input: bool, scale: Any, zero_point: Any, convention: str
+) -> DequantPlan:
+    zero_point_operand = as_numpy_operand(zero_point)
+    if numpy.ndim(scale) > 0 or numpy.ndim(zero_point_operand) > 0:
+        return DequantPlan(convention, dtype, scalar_input, None, (), None, True, scale, zero_point)
+    zero = numpy.float64(zero_point_operand)
+    codes = numpy.empty(() if scalar_input else (1,), dtype)
+    subtraction = legacy_result_type(codes, zero)
+    multiplication = legacy_result_type(as_numpy_operand(scale), numpy.empty(codes.shape, subtraction))
+    step = DequantStep(subtraction, multiplication, subtraction.type(zero), multiplication.type(scale), None)
+    return DequantPlan(
+        convention, dtype, scalar_input, None, (step,), multiplication, False, scale, zero_point
+    )
+
+
+def _grouped_dequant_steps(
+    subtractions: tuple[list[numpy.dtype[Any]], numpy.ndarray],
+    scale: numpy.ndarray,
+    zero_point: numpy.ndarray,
+    layout: BlockLayout,
+) -> tuple[tuple[DequantStep, ...], numpy.dtype[Any]]:
+    dtypes, subtraction_index = subtractions
+    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray] = {}
+    for position, subtraction in enumerate(dtypes):
+        selected = subtraction_index == position
+        # scale * centered: the scale is the scalar, the centered codes the array
+        multiplications, multiplication_index = legacy_result_types(subtraction, scale[selected])
+        for inner, multiplication in enumerate(multiplications):
+            mask = numpy.zeros(scale.shape, dtype=bool)
+            mask[selected] = multiplication_index == inner
+            key = (subtraction, multiplication)
+            groups[key] = groups[key] | mask if key in groups else mask
+    steps = []
+    for (subtraction, multiplication), mask in groups.items():
+        blocks = None if len(groups) == 1 else layout.laid_out(mask)
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            zero_points = numpy.where(mask, zero_point, 0).astype(subtraction)
+            scales = numpy.where(mask, scale, 1).astype(multiplication)
+        steps.append(
+            DequantStep(
+                subtraction, multiplication, layout.laid_out(zero_points), layout.laid_out(scales), blocks
+            )
+        )
+    result = numpy.result_type(*(multiplication for _, multiplication in groups))
+    return tuple(steps), result
+
+
+def _quant_dtypes(
+    dtype: numpy.dtype[Any], scalar_input: bool, scale: Any, zero_point: Any
+) -> tuple[numpy.dtype[Any], numpy.dtype[Any]]:
+    """The dtypes numpy 1.24 divides ``dtype`` values by ``scale`` and adds ``zero_point`` in."""
+    division = _computed_in(legacy_result_type(numpy.empty(() if scalar_input else (1,), dtype), scale))
+    addition = legacy_result_type(numpy.empty(() if scalar_input else (1,), division), zero_point)
+    return division, addition
+
+
+def _computed_in(division: numpy.dtype[Any]) -> numpy.dtype[Any]:
+    """The dtype a true division resolved to ``division`` computes in (integers: float64)."""
+    return division if division.kind == "f" else numpy.dtype(numpy.float64)
+
+
+def _fingerprint(value: Any) -> tuple[Any, ...]:
+    """A hashable key telling parameter values apart bit for bit (type, dtype, shape and bytes)."""
+    if isinstance(value, numpy.ndarray):
+        return (numpy.ndarray, value.dtype.str, value.shape, value.tobytes())
+    if isinstance(value, numpy.generic):
+        return (type(value), value.tobytes())
+    if isinstance(value, (bool, int, float)) or value is None:
+        return (type(value), value, repr(value) if isinstance(value, float) else None)
+    operand = numpy.asarray(value)  # lists and the like (the generic path copes with them)
+    return (type(value), operand.dtype.str, operand.shape, operand.tobytes())
+
+
+def restricted_quant_plan(plan: QuantPlan, region: tuple[slice, ...]) -> QuantPlan:
+    """``plan`` for the values in ``region`` of its shape only (a chunk of a larger array): the
+    same codes for those values as the whole plan gives them. Per-tensor plans fit any region."""
+    if plan.layout is None:
+        return plan
+    layout, selection = plan.layout.restricted(region)
+    grid_shape = plan.layout.grid
+
+    def select(grid: Any) -> Any:
+        if grid is None or numpy.ndim(grid) == 0:
+            return grid
+        return layout.laid_out(select_blocks(numpy.asarray(grid).reshape(grid_shape), selection))
+
+    steps = tuple(
+        QuantStep(
+            step.division, step.addition, select(step.scale), select(step.zero_point), select(step.blocks)
+        )
+        for step in plan.steps
+    )
+    bounds = plan.bounds
+    if bounds is not None and numpy.ndim(bounds[0]):
+        bounds = (select(bounds[0]), select(bounds[1]))
+    return QuantPlan(
+        plan.convention, plan.values_dtype, plan.scalar_input, layout, steps, plan.rounding, bounds,
+        plan.span, plan.unclipped, plan.generic, plan.scale, plan.zero_point,
+    )  # fmt: skip
+
+
+def restricted_dequant_plan(plan: DequantPlan, region: tuple[slice, ...]) -> DequantPlan:
+    """``plan`` for the codes in ``region`` of its shape only (see :func:`restricted_quant_plan`)."""
+    if plan.layout is None:
+        return plan
+    layout, selection = plan.layout.restricted(region)
+    grid_shape = plan.layout.grid
+
+    def select(grid: Any) -> Any:
+        if grid is None:
+            return None
+        return layout.laid_out(select_blocks(numpy.asarray(grid).reshape(grid_shape), selection))
+
+    steps = tuple(
+        DequantStep(
+            step.subtraction,
+            step.multiplication,
+            select(step.zero_point),
+            select(step.scale),
+            select(step.blocks),
+        )
+        for step in plan.steps
+    )
+    return DequantPlan(
+        plan.convention,
+        plan.codes_dtype,
+        False,
+        layout,
+        steps,
+        plan.dtype,
+        False,
+        plan.scale,
+        plan.zero_point,
+    )
+
+
+def representable_range(plan: QuantPlan) -> tuple[numpy.ndarray, numpy.ndarray] | None:
+    """The real values the codes can stand for, per block: ``[min, max]`` of
+    ``scale * (low - zero_point)`` and ``scale * (high - zero_point)`` in float64 (the ends swap
+    for a negative scale), shaped to broadcast like the plan's parameters (against the values
+    viewed as the layout says); None without clipping (every value is representable)."""
+    if plan.bounds is None:
+        return None
+    low, high = plan.bounds
+    scale, zero_point = numpy.asarray(plan.scale), numpy.asarray(plan.zero_point)
+    if plan.layout is not None:
+        scale = plan.layout.laid_out(scale)
+        zero_point = plan.layout.laid_out(numpy.broadcast_to(zero_point, plan.layout.grid))
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        scale, zero_point = scale.astype(numpy.float64), zero_point.astype(numpy.float64)
+        first = scale * (numpy.asarray(low, dtype=numpy.float64) - zero_point)
+        second = scale * (numpy.asarray(high, dtype=numpy.float64) - zero_point)
+    return numpy.minimum(first, second), numpy.maximum(first, second)
