@@ -102,6 +102,33 @@ def small_rows(n: int, rng: numpy.random.Generator) -> None:
         )
 
 
+def per_axis_rows(rng: numpy.random.Generator, budget: float) -> None:
+    """Print per-axis and per-block ``quant`` of a 1024x64 float32 matrix against one broadcast
+    numpy expression computing the same codes (no validation, parameters already cast)."""
+    values = rng.normal(size=(1024, 64)).astype(numpy.float32)
+    for name, options in (("per axis 0", {"axis": 0}), ("per block 32x16", {"block_size": (32, 16)})):
+        quantizer = intquant.QuantizedArray(8, values, is_signed=True, **options).quantizer
+        plan = quantizer.quant_plan(values.dtype, values.shape)
+        (step,) = plan.steps  # every block in one pair of dtypes here
+        view = values if plan.layout is None or plan.layout.view is None else values.reshape(plan.layout.view)
+        low, high = plan.bounds if plan.bounds is not None else (-128, 127)
+
+        def expression(
+            view: numpy.ndarray = view, step: Any = step, low: Any = low, high: Any = high
+        ) -> numpy.ndarray:
+            codes = numpy.rint(view / step.scale + step.zero_point)
+            return numpy.clip(codes, low, high).astype(numpy.int64).reshape(values.shape)
+
+        if not numpy.array_equal(expression(), quantizer.quant(values)):
+            raise SystemExit(f"{name}: the broadcast expression and intquant disagree")
+        expression_time = best_time(expression, budget)
+        intquant_time = best_time(lambda quantizer=quantizer: quantizer.quant(values), budget)
+        print(
+            f"{name:<16} {expression_time * 1e3:>10.3f} {intquant_time * 1e3:>10.3f} "
+            f"{intquant_time / expression_time:>7.2f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--max-n", type=float, default=1e8)
@@ -140,6 +167,10 @@ def main() -> None:
         f"\npeak memory of quant on 1e7 float64: intquant {peak / output:.2f}x its output, "
         f"reference {reference_peak / output:.2f}x"
     )
+
+    print("\n1024x64 float32, times in ms; 'x expr' = intquant time / one broadcast numpy expression")
+    print(f"{'granularity':<16} {'expression':>10} {'intquant':>10} {'x expr':>7}")
+    per_axis_rows(rng, arguments.budget)
 
     print("\nsmall arrays once numba is loaded, times in µs")
     print(f"{'N':>6} {'op':<8} {'reference':>10} {'intquant':>10} {'x ref':>7}")

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from intquant import QuantizedArray, UniformQuantizer, dump, dumps, load, loads
+from intquant import QuantizationOptions, QuantizedArray, UniformQuantizer, dump, dumps, load, loads
 from intquant.errors import SerializationError
 
 
@@ -121,3 +121,89 @@ def test_round_trips_are_text_identical(values: numpy.ndarray, n_bits: int, sign
     assert dumps(loads(text)) == text
     assert loads(text) == array
     assert json.loads(text)["type_name"] == "QuantizedArray"
+
+
+# -- intquant's own tags: what Concrete ML would misread is written where it refuses it
+
+
+def _tag(text: str) -> tuple[str, object]:
+    raw = json.loads(text)
+    return raw["type_name"], raw.get("format_version")
+
+
+@pytest.mark.parametrize(
+    "options, tag",
+    [
+        ({}, "UniformQuantizer"),
+        ({"zero_in_range": True}, "UniformQuantizer"),  # changes only the (written) parameters
+        ({"power_of_two_scale": True}, "UniformQuantizer"),
+        ({"rounding": "floor"}, "intquant.UniformQuantizer"),  # Concrete ML would round half to even
+        ({"rounding": "stochastic", "seed": 3}, "intquant.UniformQuantizer"),
+        ({"axis": 0}, "intquant.UniformQuantizer"),  # per-channel parameters
+        ({"block_size": (2, 2)}, "intquant.UniformQuantizer"),
+    ],
+)
+def test_quantizers_concrete_ml_would_misread_get_an_intquant_tag(options: dict, tag: str) -> None:
+    values = numpy.arange(16, dtype=numpy.float64).reshape(4, 4) / 7 - 1
+    quantizer = QuantizedArray(4, values, **options).quantizer
+    text = dumps(quantizer)
+    assert _tag(text) == (tag, 1 if tag.startswith("intquant.") else None)
+    assert loads(text) == quantizer
+    # The payload is the same under both tags: only the tag says who can read it.
+    assert json.loads(text)["serialized_value"] == json.loads(dumps(quantizer.dump_dict()))
+    nested = dumps(QuantizedArray(4, values, **options))
+    assert _tag(nested) == ("QuantizedArray", None)  # its quantizer inside carries the tag
+    assert json.loads(nested)["serialized_value"]["quantizer"]["type_name"] == tag
+
+
+def test_options_concrete_ml_would_misread_get_an_intquant_tag() -> None:
+    assert _tag(dumps(QuantizationOptions(4)))[0] == "QuantizationOptions"
+    assert _tag(dumps(QuantizationOptions(4, rounding="ceil"))) == ("intquant.QuantizationOptions", 1)
+    options = QuantizationOptions(4, block_size=(1, 8))
+    assert loads(dumps(options)) == options
+
+
+def test_calibration_states_are_versioned_and_old_texts_load() -> None:
+    from intquant.calibration import MSEStats, PercentileStats
+
+    stats = PercentileStats(99.0)
+    stats.update(numpy.linspace(-1, 1, 101))
+    text = dumps(stats)
+    assert _tag(text) == ("intquant.PercentileStats", 1)
+    assert loads(text) == stats
+    # intquant 0.1 wrote the same payload under the bare class name: still read (version 0).
+    old = json.dumps(
+        {"type_name": "PercentileStats", "serialized_value": json.loads(text)["serialized_value"]}
+    )
+    assert loads(old) == stats
+    assert _tag(dumps(MSEStats())) == ("intquant.MSEStats", 1)
+
+
+def test_intquant_tags_need_a_known_format_version() -> None:
+    text = dumps(QuantizationOptions(4, rounding="floor"))
+    newer = text.replace('"format_version": 1', '"format_version": 2')
+    with pytest.raises(SerializationError, match="format version 2 was written by a newer intquant"):
+        loads(newer)
+    for bad in ('"format_version": 0', '"format_version": true', '"format_version": "1"'):
+        with pytest.raises(SerializationError, match="needs a format_version that is a positive integer"):
+            loads(text.replace('"format_version": 1', bad))
+    missing = text.replace('"format_version": 1, ', "")
+    with pytest.raises(SerializationError, match="needs exactly the keys type_name, format_version"):
+        loads(missing)
+    with pytest.raises(SerializationError, match=r"unknown type_name 'intquant\.Sorcery'"):
+        loads('{"type_name": "intquant.Sorcery", "format_version": 1, "serialized_value": {}}')
+
+
+def test_the_codec_imports_no_class() -> None:
+    import ast
+    from pathlib import Path
+
+    import intquant._core.codec as codec
+
+    tree = ast.parse(Path(codec.__file__).read_text())
+    imported = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("intquant")
+    }
+    assert imported == {"intquant.errors"}

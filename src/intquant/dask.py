@@ -1,83 +1,20 @@
 """Dask arrays: calibrate, quantize and dequantize arrays larger than memory, or than a machine.
 
-Needs the ``dask`` extra (``pip install "intquant[dask]"``: ``dask[array]`` and ``distributed``).
-dask is imported when one of these functions is first called, never by ``import intquant`` nor
-by ``import intquant.dask``; without it they raise :class:`MissingDependencyError`.
+Needs the ``dask`` extra (``pip install "intquant[dask]"``: ``dask[array]`` and ``distributed``),
+imported when one of these functions is first called; without it they raise
+:class:`MissingDependencyError`.
 
-* :func:`compute_statistics` — ``rmin = min(x)``, ``rmax = max(x)`` and
-  ``uvalues = unique(round(x, 2))`` (per tensor, per axis or per block) as one tree reduction:
-  each chunk is summarized by :func:`intquant.kernels.minmax_statistics`, and summaries are
-  merged ``split_every`` at a time with :func:`intquant.statistics.merge_statistics`
-  (``min``, ``max`` and :func:`intquant.kernels.merge_uniques`), the rule
-  :meth:`~intquant.MinMaxQuantizationStats.update` uses. Data are read once and never gathered:
-  only summaries travel.
-* :func:`update_statistics` — fold a dask array into existing statistics, like
-  :meth:`~intquant.MinMaxQuantizationStats.update`; :meth:`~intquant.MinMaxQuantizationStats.merge`
-  works on the results as usual.
+* :func:`compute_statistics` and :func:`update_statistics` — ``rmin = min(x)``, ``rmax = max(x)``
+  and ``uvalues = unique(round(x, 2))`` (per tensor, per axis or per block) as one tree reduction
+  of chunk summaries: the data are read once and never gathered.
 * :func:`quantizer_from` — a calibrated :class:`~intquant.UniformQuantizer` in one call.
 * :func:`quant` and :func:`dequant` — lazy, chunk by chunk (``map_blocks``):
   ``q = clip(round(x / scale + zero_point), low, high)`` and ``x = scale * (q - zero_point)``.
 
-Results equal the numpy path's (:meth:`~intquant.MinMaxQuantizationStats.compute_quantization_stats`,
-:meth:`~intquant.UniformQuantizer.quant`, :meth:`~intquant.UniformQuantizer.dequant` on the
-computed array): codes and dequantized values bit for bit, ``rmin``/``rmax`` with the same
-numpy scalar types, ``uvalues`` exactly but for one case, the sign of a zero. When the rounded
-values of a tensor (or block) spread over several chunks hold both ``-0.0`` and ``0.0``, numpy
-1.24's ``unique`` keeps the zero its sort of all the data leaves first, which no summary can
-know; this module keeps the zero of the first chunk (in C order of the chunk grid) that holds a
-zero — exactly what ``MinMaxQuantizationStats.update`` gives when fed the chunks in that order.
-A tensor or block inside one chunk is always exact.
+Results equal the numpy path's: codes and dequantized values bit for bit, ``uvalues`` exactly
+but for the sign of a zero. Stochastic rounding is refused.
 
-Granularity: per-axis and per-block statistics, quantization and dequantization work with any
-chunking; a block split across chunks is summarized piece by piece and merged (so the zero-sign
-caveat applies to it), and each piece of it is quantized with its block's scale and zero point.
-Stochastic rounding is refused: its noise is drawn for the whole array in one stream, which no
-chunked computation can reproduce. The statistics need dask's standard arrays: the experimental
-query-planning arrays (``array.query-planning = True``) lack ``to_delayed`` so far.
-
-Running on a cluster
---------------------
-These functions only build dask graphs and compute them on the current scheduler, so the same
-code runs on one machine (dask's threads, the default) and on many. For a cluster, start a
-scheduler (``dask scheduler``) and workers (``dask worker tcp://scheduler:8786``) on machines
-with the same intquant installed (tasks carry intquant's functions and the quantizer by pickle),
-store the data where every worker can read it (a shared file system, or an object store URL
-with fsspec), and connect a client, which becomes the default scheduler::
-
-    import dask.array as da
-    from dask.distributed import Client
-    import intquant
-    from intquant import dask as iqdask
-
-    client = Client("tcp://scheduler:8786")
-    values = da.from_zarr("/shared/activations.zarr")   # or da.from_npy_stack("/shared/acts")
-    quantizer = iqdask.quantizer_from(values, intquant.QuantizationOptions(8, is_signed=True))
-    codes = iqdask.quant(quantizer, values)               # lazy
-    codes.to_zarr("/shared/codes.zarr")                   # each worker writes its own chunks
-
-Each worker reads and summarizes its own chunks; the summaries (``rmin``, ``rmax`` and the
-distinct rounded values, a few kilobytes each) go up the reduction tree, and the client
-receives one. The calibrated quantizer, without its statistics, travels inside each
-quantization task. ``from_zarr``/``to_zarr`` need the ``zarr`` package. Chunks of tens of
-megabytes suit workers with a few gigabytes of memory; a worker process itself takes about
-85 MB, and about 200 MB once it has loaded numba for intquant's compiled loops (``fast`` extra).
-
-Examples
---------
->>> import numpy, dask.array as da
->>> import intquant
->>> from intquant import dask as iqdask
->>> values = da.from_array(numpy.linspace(-1.0, 2.0, 12).reshape(3, 4), chunks=(2, 3))
->>> stats = iqdask.compute_statistics(values)
->>> float(stats.rmin), float(stats.rmax), stats.uvalues.size
-(-1.0, 2.0, 12)
->>> quantizer = iqdask.quantizer_from(values, intquant.QuantizationOptions(4))
->>> codes = iqdask.quant(quantizer, values)           # lazy: nothing computed yet
->>> codes.compute().tolist()
-[[0, 1, 3, 4], [5, 7, 8, 10], [11, 12, 14, 15]]
->>> restored = iqdask.dequant(quantizer, codes).compute()
->>> bool((restored == quantizer.dequant(quantizer.quant(values.compute()))).all())
-True
+See docs/dask.md for the tutorial (clusters, memory).
 """
 
 from __future__ import annotations
@@ -90,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from intquant._core.checks import check_options
+from intquant._core.checks import check_options, is_integer
 from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.formulas import convert_codes, minmax_statistics
 from intquant._core.granularity import BlockLayout, granularity_of
@@ -343,7 +280,7 @@ def _calibration_values(
 
 def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) -> tuple[Any, Any, Any]:
     """``(rmin, rmax, uvalues)`` of validated values, by a tree reduction of chunk summaries."""
-    if isinstance(split_every, bool) or not isinstance(split_every, int) or split_every < 2:
+    if not is_integer(split_every) or split_every < 2:
         raise InvalidValueError(
             f"'split_every' must be an int of at least 2 (summaries merged per task); got {split_every!r}."
         )

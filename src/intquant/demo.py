@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy
 
+from intquant._core.checks import is_integer
 from intquant.errors import IntquantError, InvalidTypeError, InvalidValueError
 from intquant.quantized_array import QuantizedArray
 
@@ -238,7 +239,7 @@ def _check_bits(bits: Any) -> list[int]:
     if not widths:
         raise InvalidValueError("'bits' is empty; give at least one bit width, such as (2, 4, 8).")
     for n_bits in widths:
-        if isinstance(n_bits, (bool, numpy.bool_)) or not isinstance(n_bits, (int, numpy.integer)):
+        if not is_integer(n_bits):
             raise InvalidTypeError(
                 f"each bit width must be an int in [2, {MAX_DEMO_BITS}]; got {n_bits!r} of type "
                 f"{type(n_bits).__name__}."

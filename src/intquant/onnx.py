@@ -1,56 +1,19 @@
 """Export a quantizer to ONNX: a graph that quantizes (or dequantizes) as the quantizer does.
 
-Needs the ``onnx`` package (``pip install "intquant[onnx]"``); it is imported only when a model
-is built, so ``import intquant`` never imports it. Each model has one input ``x`` and one output
-``y`` and passes ``onnx.checker.check_model``. Two exports:
+Needs the ``onnx`` package (``pip install "intquant[onnx]"``), imported only when a model is
+built. :func:`quantize_model` and :func:`dequantize_model` build models with one input ``x`` and
+one output ``y``; :func:`code_dtype` gives the codes' dtype. Two exports:
 
-**Standard** (``exact=False``): ONNX's quantization operators, what runtimes and graph
-optimizers recognize (QDQ format)::
+* standard (``exact=False``; QuantizeLinear/DequantizeLinear, per-tensor and per-axis):
+  ``y = clip(round(float32(x) / float32(scale)) + zero_point, low, high)`` in an 8- or 16-bit
+  integer type, and ``y = float32(q - zero_point) * float32(scale)``;
+* exact (``exact=True``; elementary operators, also per-block):
+  ``y = int64(clip(round(x / scale + zero_point), low, high))`` in numpy 1.24's dtypes, and
+  ``y = (float64(q) - float64(zero_point)) * float64(scale)``: intquant's codes and values.
 
-    y = QuantizeLinear(x, float32(scale), zero_point, axis)        # quantize_model
-      = saturate(round(float32(x) / float32(scale)) + zero_point)  # then Clip to [low, high]
-    y = DequantizeLinear(q, float32(scale), zero_point, axis)      # dequantize_model
-      = float32(q - zero_point) * float32(scale)
-
-  The codes have the narrowest ONNX integer type (:func:`code_dtype`) that holds the clipping
-  range ``[low, high]`` and the zero point(s): int8, uint8, int16 or uint16, unsigned when
-  nothing is negative (int16/uint16 need opset 21; QuantizeLinear has no 32-bit integer type).
-  Where ``[low, high]`` is narrower than the type (fewer bits, a narrow range, a zero point
-  outside the range) a Clip follows (for int16/uint16, which onnxruntime cannot clip, through
-  int32). The input is cast to float32. Per-tensor and per-axis (``axis``) quantizers only;
-  not QAT quantizers without clipping (no bounds, so no integer type), not per-block ones, and
-  only half-to-even rounding.
-
-**Exact** (``exact=True``): elementary operators that redo intquant's arithmetic step by step
-in its dtypes, so that a runtime gives exactly intquant's integers and floats::
-
-    q = Cast<int64>(Clip(Round(Cast<A>(Div(Cast<D>(x), scale_D)) + zero_point_A), low, high))
-    y = Mul(Sub(Cast<float64>(q), float64(zero_point)), float64(scale))
-
-  ``D`` and ``A`` are the dtypes numpy 1.24 divides and adds in (``kernels._plain_plan``): a
-  float32 input is divided in float32, and a zero point of 65536 or more is added in float64.
-  When blocks need different dtypes, each dtype's branch is computed and ``Where`` picks per
-  block. ``Round`` is half to even like ``numpy.rint``; ``rounding="half_up"`` gives
-  ``Floor(v + 0.5)``, ``"floor"`` and ``"ceil"`` ``Floor`` and ``Ceil``. Codes are int64 and
-  the dequantized values float64, as intquant's. Per-tensor, per-axis and per-block
-  (through a Reshape to ``(g0, b0, g1, b1, ...)``) quantizers, with or without clipping.
-
-The two formulas differ: intquant (the seed) rounds ``x / scale + zero_point`` with the zero
-point added in float, ONNX rounds ``x / scale`` and adds the zero point as an integer. With a
-non-zero zero point they differ by one at half-way points: always at exact ties (``x / scale =
-0.5`` with zero point 3 gives ``rint(3.5) = 4`` against ``round(0.5) + 3 = 3``), and wherever the
-float addition rounds a quotient near ``k + 0.5`` to it or across it, about one value in
-``2 / ulp(zero_point + x / scale)``. Measured with onnxruntime 1.32 on 10 million float32 values
-drawn from a normal distribution (five seeds): 8 unsigned bits (zero points 128 to 133) gave 58
-to 85 codes one away from intquant's (69 for seed 0, scale 0.0419, zero point 128: 7 in a
-million); 8 signed bits with zero points 1 to 5 gave 1 to 22; a zero point of 0 none. The
-rate grows with the zero point (16 unsigned bits: about 2 in a thousand). On float64 input the
-standard export also divides in float32 (9 codes in 10 million off by one, seed 0). Every code
-agreed in the exact export. Use it where every code must match.
-
-The exact export reproduces intquant for inputs of rank 1 or more, and for rank 0 when
-``shape=()`` is given (numpy promotes 0-d values differently). Where intquant raises (NaN
-values, or without clipping codes beyond int64), the exact model returns unspecified codes.
+With a non-zero zero point the standard export can differ from intquant by one at half-way
+points (ONNX rounds ``x / scale`` and adds the zero point as an integer); every code agreed in
+the exact export. See docs/onnx.md for the measurements, shapes and caveats (0-d input, NaN).
 """
 
 from __future__ import annotations
@@ -62,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy
 
-from intquant._core.checks import check_n_bits, check_scale
+from intquant._core.checks import check_flag, check_int, check_n_bits, check_scale, is_integer
 from intquant._core.formulas import integer_bounds
 from intquant._core.plan import DequantPlan, QuantPlan
 from intquant._numpy124.promotion import as_numpy_operand
@@ -149,7 +112,7 @@ def code_dtype(quantizer: Any, *, exact: bool = False, opset: int = DEFAULT_OPSE
     dtype('int64')
     """
     _check_opset(opset)
-    export = _Export.of(quantizer, exact=_check_bool("exact", exact), dequantize=True)
+    export = _Export.of(quantizer, exact=check_flag("exact", exact), dequantize=True)
     return _INT64 if exact else export.standard_type(opset)
 
 
@@ -224,7 +187,7 @@ def quantize_model(
     >>> [node.op_type for node in model.graph.node]
     ['Div', 'Add', 'Round', 'Clip', 'Cast']
     """
-    export = _Export.of(quantizer, exact=_check_bool("exact", exact))
+    export = _Export.of(quantizer, exact=check_flag("exact", exact))
     dtype = _check_input_dtype(input_dtype)
     _check_opset(opset)
     dims = export.input_dims(shape)
@@ -288,7 +251,7 @@ def dequantize_model(
     >>> [node.op_type for node in dequantize_model(quantizer, exact=True).graph.node]
     ['Cast', 'Sub', 'Mul']
     """
-    export = _Export.of(quantizer, exact=_check_bool("exact", exact), dequantize=True)
+    export = _Export.of(quantizer, exact=check_flag("exact", exact), dequantize=True)
     _check_opset(opset)
     dims = export.input_dims(shape)
     codes = _INT64 if exact else export.standard_type(opset)
@@ -314,22 +277,11 @@ def _import_onnx() -> Any:
         ) from error
 
 
-def _check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, numpy.bool_)):
-        raise InvalidTypeError(
-            f"'{name}' must be True or False; got {value!r} of type {type(value).__name__}."
-        )
-    return bool(value)
-
-
 def _check_opset(opset: Any) -> None:
-    if isinstance(opset, (bool, numpy.bool_)) or not isinstance(opset, (int, numpy.integer)):
+    if not is_integer(opset):
         raise InvalidTypeError(f"'opset' must be an int such as {DEFAULT_OPSET}; got {opset!r}.")
-    if opset < MIN_OPSET:
-        raise InvalidValueError(
-            f"'opset' must be at least {MIN_OPSET} (per-axis QuantizeLinear); got {opset}. "
-            f"Use opset={DEFAULT_OPSET}."
-        )
+    check_int("opset", opset, minimum=MIN_OPSET, expected=f"at least {MIN_OPSET} (per-axis QuantizeLinear)",
+              advice=f"Use opset={DEFAULT_OPSET}.")  # fmt: skip
 
 
 def _check_input_dtype(input_dtype: Any) -> numpy.dtype[Any]:
@@ -570,7 +522,7 @@ def _check_dims(shape: Any) -> list[int | str | None]:
         raise InvalidTypeError(f"'shape' must be a sequence of ints, strs or None; got {shape!r}.")
     dims: list[int | str | None] = []
     for dim in shape:
-        if isinstance(dim, (int, numpy.integer)) and not isinstance(dim, (bool, numpy.bool_)) and dim >= 0:
+        if is_integer(dim) and dim >= 0:
             dims.append(int(dim))
         elif (isinstance(dim, str) and dim) or dim is None:
             dims.append(dim)

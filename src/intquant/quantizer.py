@@ -252,8 +252,8 @@ class UniformQuantizer(
             unclipped = INFERRED_QAT
         else:
             unclipped = None
-            if need_offset:
-                self._require_n_bits()
+            if need_offset and not hasattr(self, "n_bits"):
+                self._require_n_bits()  # raises; the plan checks the value once, when made
         return QuantizerSettings(
             scale,
             zero_point,

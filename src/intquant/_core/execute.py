@@ -223,7 +223,13 @@ def _codes_to_int64(codes: Any, plan: QuantPlan, values: Any) -> Any:
         else:  # per-block bounds: the codes' dtype when it holds the widest ones exactly
             dtype = clip_range(codes.dtype, *plan.span)[0] if plan.span is not None else _FLOAT64
             low, high = numpy.asarray(low, dtype=dtype), numpy.asarray(high, dtype=dtype)
-        codes = numpy.minimum(numpy.maximum(numpy.asarray(codes, dtype=dtype), low), high)
+        codes = numpy.asarray(codes, dtype=dtype)
+        if codes.ndim and codes.shape == numpy.broadcast_shapes(codes.shape, numpy.shape(low)):
+            # ``codes`` is this call's own temporary: clip it in place
+            numpy.maximum(codes, low, out=codes)
+            numpy.minimum(codes, high, out=codes)
+        else:
+            codes = numpy.minimum(numpy.maximum(codes, low), high)
     elif numpy.maximum.reduce(codes, axis=None) >= _INT64_LIMIT or lowest < -_INT64_LIMIT:
         raise beyond_int64_error(plan.scale, plan.zero_point)
     return codes.astype(numpy.int64)

@@ -130,6 +130,8 @@ class ExtraOptionDefaults:
 
 def check_extra_options(**options: Any) -> dict[str, Any]:
     """Validate extra options (any subset); return them normalized (``block_size`` a tuple)."""
+    if not options:  # the seed's usual case
+        return {}
     record = ExtraOptions.checked(**options)
     return {name: getattr(record, name) for name in options}
 

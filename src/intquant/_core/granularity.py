@@ -210,8 +210,11 @@ class BlockLayout:
             start, stop, _ = part.indices(size)
             stop = max(start, stop)
             shape.append(stop - start)
-            if block == size:  # one block along this dimension
-                extent.append(max(1, stop - start))
+            if stop == start:  # an empty region: no blocks
+                extent.append(1)
+                selection.append(slice(0, 0))
+            elif block == size:  # one block along this dimension
+                extent.append(stop - start)
                 selection.append(slice(0, 1))
             elif start % block == 0 and (stop % block == 0 or stop == size):
                 extent.append(block)
