@@ -21,18 +21,22 @@ import numpy
 import reference_formulas as reference
 
 import intquant
-from intquant._numba import dispatch as _compiled
+
+try:
+    from intquant._numba import dispatch as _compiled
+except ImportError:  # intquant 0.1, before the layers: lets this script time an older checkout too
+    from intquant import _compiled  # type: ignore[attr-defined,no-redef]
 
 
 def best_time(function: Callable[[], Any], budget: float) -> float:
-    """The fastest of repeated runs (at least 3, and as many as fit in ``budget`` seconds)."""
+    """The median of repeated runs (at least 5, and as many as fit in ``budget`` seconds)."""
     times: list[float] = []
     started = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - started < budget and len(times) < 1000):
+    while len(times) < 5 or (time.perf_counter() - started < budget and len(times) < 1000):
         begin = time.perf_counter()
         function()
         times.append(time.perf_counter() - begin)
-    return min(times)
+    return float(numpy.median(times))
 
 
 def peak_extra_bytes(function: Callable[[], Any]) -> tuple[int, int]:
@@ -108,16 +112,19 @@ def per_axis_rows(rng: numpy.random.Generator, budget: float) -> None:
     values = rng.normal(size=(1024, 64)).astype(numpy.float32)
     for name, options in (("per axis 0", {"axis": 0}), ("per block 32x16", {"block_size": (32, 16)})):
         quantizer = intquant.QuantizedArray(8, values, is_signed=True, **options).quantizer
-        plan = quantizer.quant_plan(values.dtype, values.shape)
-        (step,) = plan.steps  # every block in one pair of dtypes here
-        view = values if plan.layout is None or plan.layout.view is None else values.reshape(plan.layout.view)
-        low, high = plan.bounds if plan.bounds is not None else (-128, 127)
+        grid = quantizer.scale.shape  # per block: view the values as (g0, b0, g1, b1)
+        extent = tuple(size // blocks for size, blocks in zip(values.shape, grid, strict=True))
+        view = values.reshape(tuple(size for pair in zip(grid, extent, strict=True) for size in pair))
+        # numpy 1.24's dtypes for these parameters: float32 division, float32 addition (small zero
+        # points); the comparison below checks the expression gives intquant's codes
+        scale = quantizer.scale.astype(numpy.float32).reshape(grid[0], 1, grid[1], 1)
+        zero_point = quantizer.zero_point.astype(numpy.float32).reshape(grid[0], 1, grid[1], 1)
 
         def expression(
-            view: numpy.ndarray = view, step: Any = step, low: Any = low, high: Any = high
+            view: numpy.ndarray = view, scale: Any = scale, zero_point: Any = zero_point
         ) -> numpy.ndarray:
-            codes = numpy.rint(view / step.scale + step.zero_point)
-            return numpy.clip(codes, low, high).astype(numpy.int64).reshape(values.shape)
+            codes = numpy.rint(view / scale + zero_point)
+            return numpy.clip(codes, -128, 127).astype(numpy.int64).reshape(values.shape)
 
         if not numpy.array_equal(expression(), quantizer.quant(values)):
             raise SystemExit(f"{name}: the broadcast expression and intquant disagree")

@@ -19,7 +19,7 @@ from intquant._core.extras import (
     needs_intquant_tag,
 )
 from intquant._core.formulas import convert_codes
-from intquant._core.granularity import granularity_of
+from intquant._core.granularity import PER_TENSOR, Granularity, granularity_of
 from intquant._core.members import (
     OPTION_MEMBERS,
     PARAM_MEMBERS,
@@ -34,7 +34,7 @@ from intquant._core.plan import (
     DequantPlan,
     QuantizerSettings,
     QuantPlan,
-    dequant_plan,
+    dequant_plan_for,
     quant_plan,
 )
 from intquant.errors import MissingParameterError, SerializationError
@@ -218,7 +218,7 @@ class UniformQuantizer(
         """
         settings = self.settings()
         operand = as_real_array(values, "values to quantize")
-        plan = quant_plan(settings, operand.dtype, numpy.shape(operand))
+        plan = quant_plan(settings, operand.dtype, operand.shape)
         codes = quantize_with(plan, operand, self.rng)
         return convert_codes(codes, dtype, plan.span)
 
@@ -232,9 +232,10 @@ class UniformQuantizer(
         InvalidDtypeError
             If the scale is neither a float nor a float64 array.
         """
-        settings = self.settings(need_offset=False)
+        scale, zero_point, _ = self._require_parameters(need_offset=False)
         operand = as_real_array(qvalues, "quantized values")
-        return dequantize_with(dequant_plan(settings, operand.dtype, numpy.shape(operand)), operand)
+        plan = dequant_plan_for(scale, zero_point, self._granularity(), operand.dtype, operand.shape)
+        return dequantize_with(plan, operand)
 
     def settings(self, need_offset: bool = True) -> QuantizerSettings:
         """The parameters and options quantization depends on, read from this quantizer now.
@@ -262,8 +263,13 @@ class UniformQuantizer(
             bool(self.is_narrow),
             unclipped,
             self.rounding,
-            granularity_of(self.axis, self.block_size),
+            self._granularity(),
         )
+
+    def _granularity(self) -> Granularity:
+        if self.axis is None and self.block_size is None:
+            return PER_TENSOR
+        return granularity_of(self.axis, self.block_size)
 
     def quant_plan(self, dtype: Any, shape: tuple[int, ...]) -> QuantPlan:
         """The plan :meth:`quant` executes for values of ``dtype`` and ``shape`` (cached by the
@@ -279,7 +285,8 @@ class UniformQuantizer(
 
     def dequant_plan(self, dtype: Any, shape: tuple[int, ...]) -> DequantPlan:
         """The plan :meth:`dequant` executes for codes of ``dtype`` and ``shape``."""
-        return dequant_plan(self.settings(need_offset=False), numpy.dtype(dtype), tuple(shape))
+        scale, zero_point, _ = self._require_parameters(need_offset=False)
+        return dequant_plan_for(scale, zero_point, self._granularity(), numpy.dtype(dtype), tuple(shape))
 
     @property
     def rng(self) -> numpy.random.Generator | None:

@@ -60,7 +60,7 @@ from typing import Any, Union
 
 import numpy
 
-from intquant._core.execute import beyond_int64_error, clip_range
+from intquant._core.execute import beyond_int64_error
 from intquant._core.formulas import convert_codes
 from intquant._core.plan import DequantPlan, QuantPlan, representable_range
 from intquant.errors import (
@@ -515,10 +515,8 @@ def _codes_to_int64(
         )
     if prepared.bounds is not None:
         codes = torch.clamp(codes.to(torch.float64), *prepared.bounds)
-    elif plan.bounds is not None:
-        codes_dtype = _numpy_dtype(codes.dtype)
-        assert codes_dtype is not None  # a float dtype
-        dtype, low, high = clip_range(codes_dtype, *plan.bounds)
+    elif plan.clip is not None:  # the codes have the dtype the plan clips in, or float64 (exact)
+        dtype, low, high = plan.clip
         codes = codes.to(_torch_dtype(dtype)).clamp_(float(low), float(high))
     elif highest >= _INT64_LIMIT or lowest < -_INT64_LIMIT:
         raise beyond_int64_error(plan.scale, plan.zero_point)

@@ -13,13 +13,12 @@ unchecked): the kernels calibration methods and tests call.
 
 from __future__ import annotations
 
-import functools
-from typing import Any, TypeGuard
+from typing import Any
 
 import numpy
 
 from intquant._core.granularity import ungrouped
-from intquant._core.plan import DequantPlan, QuantPlan, tensor_dequant_plan, tensor_quant_plan
+from intquant._core.plan import DequantPlan, QuantPlan, clip_dtype, tensor_dequant_plan, tensor_quant_plan
 from intquant._numba import dispatch as _compiled
 from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
 from intquant.errors import InvalidValueError
@@ -27,7 +26,6 @@ from intquant.errors import InvalidValueError
 __all__ = [
     "ROUNDERS",
     "beyond_int64_error",
-    "clip_range",
     "dequantize",
     "dequantize_with",
     "quantize",
@@ -37,7 +35,6 @@ __all__ = [
 # float64 values in [-2**63, 2**63) convert to int64 exactly; a numpy scalar, so that numpy 2
 # compares a float16 array with it in float64 rather than casting it to float16 (inf).
 _INT64_LIMIT = numpy.float64(2**63)
-_COMPILED_FLOATS = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _FLOAT64 = numpy.dtype(numpy.float64)
 
 
@@ -105,12 +102,7 @@ def quantize_with(plan: QuantPlan, values: Any, rng: numpy.random.Generator | No
         return _generic_quantize(plan, values, rng)
     if plan.layout is None:
         step = plan.steps[0]
-        if (
-            plan.rounding == "half_even"
-            and _compilable(values)
-            and step.division == values.dtype
-            and step.addition in _COMPILED_FLOATS
-        ):
+        if plan.compiled and values.ndim and _compiled.worthwhile(values.size):
             codes, status = _compiled.quantize_floats(values, step.scale, step.zero_point, plan.bounds)
             if status == _compiled.NAN_FOUND:
                 raise _nan_error(values)
@@ -149,7 +141,7 @@ def dequantize_with(plan: DequantPlan, codes: Any) -> Any:
     if plan.layout is None:
         step = plan.steps[0]
         array = isinstance(codes, numpy.ndarray) and codes.ndim > 0
-        if array and codes.dtype.kind in "iu" and step.multiplication == _FLOAT64 == step.subtraction:
+        if array and plan.integer_codes:
             if _compiled.worthwhile(codes.size):
                 return _compiled.dequantize_codes(codes, step.scale, step.zero_point)
             values = numpy.subtract(codes, step.zero_point)
@@ -216,16 +208,10 @@ def _codes_to_int64(codes: Any, plan: QuantPlan, values: Any) -> Any:
     lowest = numpy.minimum.reduce(codes, axis=None)  # NaN propagates: one reduction finds it
     if numpy.isnan(lowest):
         raise _nan_error(values)
-    if plan.bounds is not None:
-        low, high = plan.bounds
-        if plan.span is not None and numpy.ndim(low) == 0:
-            dtype, low, high = clip_range(codes.dtype, low, high)
-        else:  # per-block bounds: the codes' dtype when it holds the widest ones exactly
-            dtype = clip_range(codes.dtype, *plan.span)[0] if plan.span is not None else _FLOAT64
-            low, high = numpy.asarray(low, dtype=dtype), numpy.asarray(high, dtype=dtype)
+    if plan.clip is not None:
+        dtype, low, high = plan.clip
         codes = numpy.asarray(codes, dtype=dtype)
-        if codes.ndim and codes.shape == numpy.broadcast_shapes(codes.shape, numpy.shape(low)):
-            # ``codes`` is this call's own temporary: clip it in place
+        if codes.ndim:  # this call's own temporary, of the broadcast shape: clip it in place
             numpy.maximum(codes, low, out=codes)
             numpy.minimum(codes, high, out=codes)
         else:
@@ -242,12 +228,13 @@ def _generic_quantize(plan: QuantPlan, values: Any, rng: numpy.random.Generator 
         shifted = _apply(numpy.add, quotient, as_numpy_operand(plan.zero_point))
         noise = None if plan.rounding != "stochastic" else _noise(rng, numpy.shape(shifted))
         codes = ROUNDERS[plan.rounding](shifted, noise)
-    if plan.bounds is not None and numpy.ndim(plan.bounds[0]) == 0:
-        return _codes_to_int64(codes, plan, values)
     if codes.size and numpy.isnan(numpy.minimum.reduce(codes, axis=None)):
         raise _nan_error(values)
-    if plan.bounds is not None:  # array bounds: clip exactly, in float64
-        codes = numpy.clip(numpy.asarray(codes, dtype=numpy.float64), *plan.bounds)
+    if plan.bounds is not None:  # clip exactly: in the codes' dtype if it holds the bounds, else float64
+        low, high = plan.bounds
+        dtype = clip_dtype(codes.dtype, *plan.span) if plan.span is not None else _FLOAT64
+        low, high = numpy.asarray(low, dtype=dtype), numpy.asarray(high, dtype=dtype)
+        codes = numpy.minimum(numpy.maximum(numpy.asarray(codes, dtype=dtype), low), high)
     elif codes.size and (numpy.max(codes) >= _INT64_LIMIT or numpy.min(codes) < -_INT64_LIMIT):
         raise beyond_int64_error(plan.scale, plan.zero_point)
     return codes.astype(numpy.int64)
@@ -257,31 +244,6 @@ def _apply(ufunc: numpy.ufunc, first: Any, second: Any) -> Any:
     """``ufunc(first, second)`` computed in the dtype numpy 1.24 would have chosen."""
     dtype = legacy_result_type(first, second)
     return ufunc(numpy.asarray(first, dtype=dtype), numpy.asarray(second, dtype=dtype))
-
-
-@functools.lru_cache(maxsize=256)
-def clip_range(dtype: numpy.dtype[Any], low: int, high: int) -> tuple[numpy.dtype[Any], Any, Any]:
-    """Dtype and bounds to clip integer-valued ``dtype`` codes to ``[low, high]`` exactly.
-
-    The codes' own dtype when it holds both bounds exactly, else float64 (which holds the codes
-    exactly too).
-    """
-    with numpy.errstate(over="ignore"):
-        exact = float(dtype.type(low)) == low and float(dtype.type(high)) == high
-    if not exact:
-        dtype = numpy.dtype(numpy.float64)
-    return dtype, dtype.type(low), dtype.type(high)
-
-
-def _compilable(values: Any) -> TypeGuard[numpy.ndarray]:
-    """Whether ``values`` are a float32/float64 array the compiled loops should take (not 0-d:
-    numpy 1.24 computes with 0-d arrays as with scalars, in float64)."""
-    return (
-        isinstance(values, numpy.ndarray)
-        and values.ndim > 0
-        and values.dtype in _COMPILED_FLOATS
-        and _compiled.worthwhile(values.size)
-    )
 
 
 def _nan_error(values: Any) -> InvalidValueError:

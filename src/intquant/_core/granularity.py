@@ -33,6 +33,7 @@ from intquant.errors import InvalidOptionsError, InvalidTypeError, InvalidValueE
 
 __all__ = [
     "BlockLayout",
+    "PER_TENSOR",
     "Granularity",
     "PerAxis",
     "PerBlock",

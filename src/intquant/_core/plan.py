@@ -35,26 +35,28 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 import numpy
 
 from intquant._core.checks import check_n_bits, check_scale
 from intquant._core.formulas import integer_bounds
-from intquant._core.granularity import PER_TENSOR, BlockLayout, Granularity, select_blocks
+from intquant._core.granularity import BlockLayout, Granularity, PerTensor, select_blocks
 from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type, legacy_result_types
 from intquant.errors import InvalidDtypeError
 
 __all__ = [
     "CONCRETE_ML_1_7",
     "CONVENTIONS",
+    "clip_dtype",
     "DequantPlan",
     "DequantStep",
     "QuantPlan",
     "QuantStep",
     "QuantizerSettings",
     "dequant_plan",
+    "dequant_plan_for",
     "quant_plan",
     "representable_range",
     "restricted_dequant_plan",
@@ -66,6 +68,9 @@ __all__ = [
 #: The convention a plan follows: Concrete ML 1.7.0's formulas and clipping rules.
 CONCRETE_ML_1_7 = "concrete-ml-1.7"
 CONVENTIONS = (CONCRETE_ML_1_7,)
+
+_FLOAT64 = numpy.dtype(numpy.float64)
+_COMPILED_FLOATS = (numpy.dtype(numpy.float32), _FLOAT64)
 
 #: Why a plan does not clip.
 NO_CLIPPING = "no_clipping is set"
@@ -81,15 +86,22 @@ class _PlanCache:
         self._plans: dict[Any, Any] = {}
         self._lock = threading.Lock()
 
-    def get(self, key: Any, build: Callable[[], Any]) -> Any:
-        plan = self._plans.get(key)
-        if plan is None:
-            plan = build()
-            with self._lock:
-                if len(self._plans) >= self._size:
-                    self._plans.pop(next(iter(self._plans)))
-                self._plans[key] = plan
+    def lookup(self, key: Any) -> Any:
+        """The plan of ``key``, or None."""
+        return self._plans.get(key)
+
+    def store(self, key: Any, plan: Any) -> Any:
+        """Keep ``plan`` under ``key``; return it."""
+        with self._lock:
+            if len(self._plans) >= self._size:
+                self._plans.pop(next(iter(self._plans)), None)
+            self._plans[key] = plan
         return plan
+
+    def get(self, key: Any, build: Callable[[], Any]) -> Any:
+        """The plan of ``key``, built by ``build()`` and kept if there is none yet."""
+        plan = self._plans.get(key)
+        return plan if plan is not None else self.store(key, build())
 
     def clear(self) -> None:
         with self._lock:
@@ -100,8 +112,7 @@ _QUANT_PLANS = _PlanCache(256)
 _DEQUANT_PLANS = _PlanCache(256)
 
 
-@dataclass(frozen=True, eq=False)
-class QuantizerSettings:
+class QuantizerSettings(NamedTuple):
     """What a plan depends on besides the input: a quantizer's parameters and options, read once.
 
     ``scale``, ``zero_point`` and ``offset`` are the quantizer's own values (Python or numpy
@@ -122,7 +133,9 @@ class QuantizerSettings:
     def grouped(self) -> bool:
         """Whether the parameters are per axis or per block (arrays, with a granularity)."""
         return (
-            isinstance(self.scale, numpy.ndarray) and self.scale.ndim > 0 and self.granularity != PER_TENSOR
+            isinstance(self.scale, numpy.ndarray)
+            and self.scale.ndim > 0
+            and not isinstance(self.granularity, PerTensor)
         )
 
     def key(self) -> tuple[Any, ...]:
@@ -181,6 +194,32 @@ class QuantPlan:
     generic: bool
     scale: Any  # the quantizer's own parameters, for messages and the generic path
     zero_point: Any
+    #: ``(dtype, low, high)``: the rounded codes are clipped in ``dtype`` (their own when it holds
+    #: every bound exactly, else float64) to ``bounds`` cast to it; None without clipping.
+    clip: tuple[numpy.dtype[Any], Any, Any] | None = field(init=False)
+    #: Whether the compiled one-pass loop can run this plan on large arrays: per tensor, half to
+    #: even, float32/float64 values divided in their own dtype and added in float32/float64.
+    compiled: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        compiled = (
+            self.layout is None
+            and not self.generic
+            and not self.scalar_input
+            and self.rounding == "half_even"
+            and self.values_dtype in _COMPILED_FLOATS
+            and self.steps[0].division == self.values_dtype
+            and self.steps[0].addition in _COMPILED_FLOATS
+        )
+        object.__setattr__(self, "compiled", compiled)
+        clip = None
+        if self.bounds is not None and not self.generic and self.span is not None:
+            several = self.rounding == "stochastic" or len(self.steps) > 1  # rounded in float64
+            codes = _FLOAT64 if several else self.steps[0].addition
+            dtype = clip_dtype(codes, *self.span)
+            low, high = self.bounds
+            clip = (dtype, numpy.asarray(low, dtype=dtype)[()], numpy.asarray(high, dtype=dtype)[()])
+        object.__setattr__(self, "clip", clip)
 
 
 @dataclass(frozen=True, eq=False)
@@ -209,6 +248,18 @@ class DequantPlan:
     generic: bool
     scale: Any
     zero_point: Any
+    #: Whether this is the all-float64 plan of integer codes per tensor (compiled for large ones).
+    integer_codes: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        integer_codes = (
+            self.layout is None
+            and not self.generic
+            and self.codes_dtype.kind in "iu"
+            and self.steps[0].subtraction == _FLOAT64
+            and self.steps[0].multiplication == _FLOAT64
+        )
+        object.__setattr__(self, "integer_codes", integer_codes)
 
 
 def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> QuantPlan:
@@ -220,14 +271,24 @@ def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tupl
         For a zero or non-finite scale, an invalid ``n_bits`` when clipping, or values whose
         shape does not fit per-axis/per-block parameters.
     """
-    shape = tuple(shape)
-    scalar_input = len(shape) == 0
-    key = (settings.key(), numpy.dtype(dtype), shape if settings.grouped else scalar_input)
-    return _QUANT_PLANS.get(key, lambda: _build_quant_plan(settings, numpy.dtype(dtype), shape))
+    grouped = settings.grouped
+    key = (settings.key(), dtype, tuple(shape) if grouped else not shape)
+    plan = _QUANT_PLANS.lookup(key)
+    if plan is None:
+        plan = _QUANT_PLANS.store(key, _build_quant_plan(settings, numpy.dtype(dtype), tuple(shape)))
+    return plan
 
 
 def dequant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> DequantPlan:
-    """The plan dequantizing ``dtype`` codes of ``shape`` with ``settings`` (cached by value).
+    """The plan dequantizing ``dtype`` codes of ``shape`` with ``settings`` (cached by value);
+    only the scale, zero point and granularity matter (see :func:`dequant_plan_for`)."""
+    return dequant_plan_for(settings.scale, settings.zero_point, settings.granularity, dtype, shape)
+
+
+def dequant_plan_for(
+    scale: Any, zero_point: Any, granularity: Granularity, dtype: Any, shape: tuple[int, ...]
+) -> DequantPlan:
+    """The plan dequantizing ``dtype`` codes of ``shape`` with these parameters (cached by value).
 
     Raises
     ------
@@ -236,17 +297,19 @@ def dequant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tu
     InvalidValueError
         For codes whose shape does not fit per-axis/per-block parameters.
     """
-    shape = tuple(shape)
-    scalar_input = len(shape) == 0
+    grouped = isinstance(scale, numpy.ndarray) and scale.ndim > 0 and not isinstance(granularity, PerTensor)
     key = (
-        _fingerprint(settings.scale),
-        _fingerprint(settings.zero_point),
-        settings.granularity if settings.grouped else None,
-        settings.convention,
-        numpy.dtype(dtype),
-        shape if settings.grouped else scalar_input,
+        _fingerprint(scale),
+        _fingerprint(zero_point),
+        granularity if grouped else None,
+        dtype,
+        tuple(shape) if grouped else not shape,
     )
-    return _DEQUANT_PLANS.get(key, lambda: _build_dequant_plan(settings, numpy.dtype(dtype), shape))
+    plan = _DEQUANT_PLANS.lookup(key)
+    if plan is None:
+        settings = QuantizerSettings(scale, zero_point, None, None, False, None, "half_even", granularity)
+        plan = _DEQUANT_PLANS.store(key, _build_dequant_plan(settings, numpy.dtype(dtype), tuple(shape)))
+    return plan
 
 
 # -- building
@@ -487,13 +550,16 @@ def _computed_in(division: numpy.dtype[Any]) -> numpy.dtype[Any]:
 
 
 def _fingerprint(value: Any) -> tuple[Any, ...]:
-    """A hashable key telling parameter values apart bit for bit (type, dtype, shape and bytes)."""
+    """A hashable key telling parameter values apart: their type and value (arrays: dtype, shape
+    and bytes). Two numbers of one type are equal exactly when their bits are, but for -0.0 and
+    0.0, which give the same codes and values as a zero point (the only place a zero is valid)."""
+    kind = type(value)
+    if kind is float or kind is int or value is None or isinstance(value, (numpy.generic, bool)):
+        return (kind, value)
     if isinstance(value, numpy.ndarray):
         return (numpy.ndarray, value.dtype.str, value.shape, value.tobytes())
-    if isinstance(value, numpy.generic):
-        return (type(value), value.tobytes())
-    if isinstance(value, (bool, int, float)) or value is None:
-        return (type(value), value, repr(value) if isinstance(value, float) else None)
+    if isinstance(value, (int, float)):  # subclasses of the Python numbers
+        return (kind, value)
     operand = numpy.asarray(value)  # lists and the like (the generic path copes with them)
     return (type(value), operand.dtype.str, operand.shape, operand.tobytes())
 
@@ -578,3 +644,12 @@ def representable_range(plan: QuantPlan) -> tuple[numpy.ndarray, numpy.ndarray] 
         first = scale * (numpy.asarray(low, dtype=numpy.float64) - zero_point)
         second = scale * (numpy.asarray(high, dtype=numpy.float64) - zero_point)
     return numpy.minimum(first, second), numpy.maximum(first, second)
+
+
+def clip_dtype(dtype: numpy.dtype[Any], low: int, high: int) -> numpy.dtype[Any]:
+    """The dtype integer-valued ``dtype`` codes are clipped to ``[low, high]`` in: their own when
+    it holds both bounds exactly, else float64 (which holds the codes exactly too). Any dtype
+    holding the codes and the bounds exactly clips them the same."""
+    with numpy.errstate(over="ignore"):
+        exact = float(dtype.type(low)) == low and float(dtype.type(high)) == high
+    return dtype if exact else _FLOAT64
