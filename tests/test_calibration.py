@@ -692,17 +692,19 @@ def test_inputs_are_not_changed(cls: type) -> None:
         (
             lambda: PercentileStats(bins=8),
             InvalidValueError,
-            "'bins' must be an int >= 16; got 8. Use at least",
+            "'bins' must be an int in \\[16, 16777216\\]; got 8. Use 16 to 16777216 bins",
         ),
         (
             lambda: PercentileStats(bins=16.0),
             InvalidTypeError,
-            "'bins' must be an int >= 16; got 16.0 of type",
+            "'bins' must be an int in \\[16, 16777216\\]; got 16.0 of type",
         ),
-        (lambda: MSEStats(bins=-1), InvalidValueError, "'bins' must be an int >= 16; got -1"),
+        (lambda: MSEStats(bins=-1), InvalidValueError, r"'bins' must be an int in \[16, 16777216\]; got -1"),
+        (lambda: PercentileStats(bins=10**12), InvalidValueError, r"in \[16, 16777216\]; got 1000000000000"),
+        (lambda: EntropyStats(bins=2**16), InvalidValueError, r"in \[16, 8192\]; got 65536"),
         (lambda: MSEStats(candidates=0), InvalidValueError, "'candidates' must be an int >= 1; got 0"),
         (lambda: MSEStats(candidates=2.5), InvalidTypeError, "'candidates' must be an int >= 1; got 2.5"),
-        (lambda: EntropyStats(bins=None), InvalidTypeError, "'bins' must be an int >= 16; got None"),
+        (lambda: EntropyStats(bins=None), InvalidTypeError, r"'bins' must be an int in \[16, 8192\]; got No"),
         (
             lambda: MovingAverageMinMaxStats(0),
             InvalidValueError,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy
@@ -192,6 +194,7 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
 
 def test_demo(tmp_path: Path) -> None:
     pytest.importorskip("sklearn")
+    (tmp_path / "intquant-demo.png").write_bytes(b"the plot of a previous run")  # make demo, twice
     output = ok("demo", "--quiet", cwd=tmp_path)
     lines = output.splitlines()
     assert any(line.startswith("float model (float64): test accuracy 0.9") for line in lines)
@@ -200,3 +203,65 @@ def test_demo(tmp_path: Path) -> None:
     assert all(0.9 < float(accuracy) <= 1.0 for accuracy in rows[-1][1:])  # 8 bits: near the float model
     assert (tmp_path / "intquant-demo.png").read_bytes()[:8] == PNG_SIGNATURE
     assert [path.name for path in tmp_path.iterdir()] == ["intquant-demo.png"]
+
+
+def _npy_header(shape: tuple[int, ...]) -> bytes:
+    header = io.BytesIO()
+    numpy.lib.format.write_array_header_1_0(header, {"descr": "<f8", "fortran_order": False, "shape": shape})
+    return header.getvalue()
+
+
+def _bad_inputs(folder: Path) -> None:
+    """Files that used to end the command line with a traceback (exit status 1)."""
+    (folder / "garbage.npz").write_bytes(b"PK\x03\x04 not a zip archive")
+    numpy.savez(folder / "whole.npz", a=numpy.linspace(0, 1, 1000))
+    data = (folder / "whole.npz").read_bytes()
+    (folder / "truncated.npz").write_bytes(data[: len(data) // 2])
+    # A member whose header claims 10**12 values (8 TB) but holds 64 bytes.
+    with zipfile.ZipFile(folder / "huge.npz", "w") as archive:
+        archive.writestr("a.npy", _npy_header((10**12,)) + bytes(64))
+    # A zip bomb: 80 MiB of zeros deflated to ~80 KB (honest sizes, absurd ratio).
+    with (
+        zipfile.ZipFile(folder / "bomb.npz", "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive,
+        archive.open("a.npy", "w", force_zip64=True) as member,
+    ):
+        member.write(_npy_header((10 << 20,)))
+        for _ in range(80):
+            member.write(bytes(1 << 20))
+    # A .npy header cut in the middle of a literal, padded to its declared length.
+    text = "{'descr': '<f8', 'fortran_order': False, 'shape': (10"
+    text = text.ljust(117) + "\n"
+    (folder / "cut.npy").write_bytes(
+        numpy.lib.format.MAGIC_PREFIX
+        + b"\x01\x00"
+        + len(text).to_bytes(2, "little")
+        + text.encode()
+        + bytes(80)
+    )
+
+
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (["calibrate", "garbage.npz", "-o", "q.json"], "garbage.npz: not a valid .npz file"),
+        (["calibrate", "truncated.npz", "-o", "q.json"], "truncated.npz: not a valid .npz file"),
+        (["calibrate", "huge.npz", "-o", "q.json"], "huge.npz:a: its header claims (1000000000000,)"),
+        (["calibrate", "bomb.npz", "-o", "q.json"], "bomb.npz:a: refusing to inflate 83886208 bytes"),
+        (["calibrate", "cut.npy", "-o", "q.json"], "cut.npy: not a valid .npy file"),
+        (["report", "w.npy", "--bits", "1-10000000000"], "bit widths must be 1 to 32"),
+    ],
+)
+def test_corrupt_and_hostile_inputs_are_one_line_errors(
+    tmp_path: Path, data: numpy.ndarray, arguments: list[str], message: str
+) -> None:
+    _bad_inputs(tmp_path)
+    assert message in fails(*arguments, cwd=tmp_path)
+    assert not (tmp_path / "q.json").exists()
+
+
+def test_compressed_npz_still_loads(tmp_path: Path) -> None:
+    numpy.savez_compressed(tmp_path / "small.npz", x=numpy.linspace(-1, 1, 100).reshape(10, 10))
+    numpy.savez_compressed(tmp_path / "zeros.npz", x=numpy.zeros(1 << 20))  # 8 MiB: under the floor
+    ok("calibrate", "small.npz", "-o", "q.json", cwd=tmp_path)
+    assert loads((tmp_path / "q.json").read_text()).rmin == -1.0
+    ok("calibrate", "zeros.npz:x", "-o", "z.json", cwd=tmp_path)

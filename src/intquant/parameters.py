@@ -7,7 +7,12 @@ from typing import Any, Optional, Union
 import numpy
 
 from intquant._core.calibrator import Calibrator
-from intquant._core.checks import check_options, check_range
+from intquant._core.checks import (
+    check_loaded_parameter_shapes,
+    check_loaded_parameters,
+    check_options,
+    check_range,
+)
 from intquant._core.codec import JSONSerializable
 from intquant._core.formulas import (
     STABILITY_CONST,
@@ -88,8 +93,20 @@ class UniformQuantizationParameters(JSONSerializable, tag="UniformQuantizationPa
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> UniformQuantizationParameters:
-        """Rebuild parameters from :meth:`dump_dict` output."""
+        """Rebuild parameters from :meth:`dump_dict` output.
+
+        Raises
+        ------
+        SerializationError
+            For missing or unknown keys, or a field that would give wrong codes or a raw error
+            later: a scale that is not a finite, non-zero number; a zero point that is not an
+            integer within int64 (a float holding one is accepted); an offset that is not an int
+            in ``[0, 2**31]``; array parameters of different shapes (see
+            ``docs/serialization.md``).
+        """
         require_keys(metadata, PARAM_MEMBERS, "UniformQuantizationParameters")
+        check_loaded_parameters("UniformQuantizationParameters", metadata)
+        check_loaded_parameter_shapes("UniformQuantizationParameters", metadata, per_tensor=False)
         return UniformQuantizationParameters(metadata["scale"], metadata["zero_point"], metadata["offset"])
 
 

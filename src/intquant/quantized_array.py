@@ -8,10 +8,21 @@ from typing import Any, Optional
 import numpy
 
 from intquant._core.calibrator import Calibrator
-from intquant._core.checks import check_n_bits
+from intquant._core.checks import (
+    check_loaded_array,
+    check_loaded_broadcast,
+    check_loaded_parameter_shapes,
+    check_n_bits,
+)
 from intquant._core.codec import JSONSerializable
 from intquant._core.extras import EXTRA_OPTIONS, check_extra_options
-from intquant._core.members import STATS_MEMBERS, fill_from_kwargs, require_keys, same_value
+from intquant._core.members import (
+    PARAM_MEMBERS,
+    STATS_MEMBERS,
+    fill_from_kwargs,
+    require_keys,
+    same_value,
+)
 from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions
 from intquant.parameters import UniformQuantizationParameters
@@ -200,18 +211,42 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> QuantizedArray:
-        """Rebuild a quantized array exactly as dumped (nothing is recomputed)."""
+        """Rebuild a quantized array exactly as dumped (nothing is recomputed).
+
+        Raises
+        ------
+        SerializationError
+            For missing or unknown keys, a ``quantizer`` that is not a :class:`UniformQuantizer`,
+            an invalid ``n_bits``, ``values``/``qvalues`` that are not numpy arrays (or scalars)
+            of numbers or None, or per-channel parameters of a quantizer without ``axis`` or
+            ``block_size`` that do not broadcast against the values without changing their
+            shape (see ``docs/serialization.md``).
+        """
         require_keys(metadata, _DUMP_KEYS, "QuantizedArray")
-        if not isinstance(metadata["quantizer"], UniformQuantizer):
+        quantizer = metadata["quantizer"]
+        if not isinstance(quantizer, UniformQuantizer):
             raise SerializationError(
                 f"QuantizedArray.load_dict needs a UniformQuantizer under 'quantizer'; got "
-                f"{type(metadata['quantizer']).__name__}."
+                f"{type(quantizer).__name__}."
             )
         check_n_bits(metadata["n_bits"])
+        _check_loaded_values(quantizer, metadata["values"], metadata["qvalues"])
         array = QuantizedArray.__new__(QuantizedArray)
         for name in _DUMP_KEYS:
             setattr(array, name, metadata[name])
         return array
+
+
+def _check_loaded_values(quantizer: UniformQuantizer, values: Any, qvalues: Any) -> None:
+    """The loaded ``values`` and ``qvalues``: arrays (or numpy scalars) of numbers, or None, of a
+    shape the quantizer's per-channel parameters (per tensor, broadcast by numpy) keep."""
+    grid = None
+    if quantizer.axis is None and quantizer.block_size is None:
+        parameters = {name: getattr(quantizer, name, None) for name in PARAM_MEMBERS}
+        grid = check_loaded_parameter_shapes("QuantizedArray", parameters, per_tensor=True)
+    for name, value in (("values", values), ("qvalues", qvalues)):
+        check_loaded_array("QuantizedArray", name, value)
+        check_loaded_broadcast("QuantizedArray", name, value, grid)
 
 
 def _copy_array(values: Any) -> numpy.ndarray:

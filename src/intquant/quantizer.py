@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional
 
 import numpy
 
 from intquant._core.calibrator import Calibrator
-from intquant._core.checks import as_real_array, check_flag, check_n_bits
+from intquant._core.checks import (
+    as_real_array,
+    check_flag,
+    check_loaded_parameter_shapes,
+    check_loaded_parameters,
+    check_loaded_statistics,
+    check_n_bits,
+)
 from intquant._core.codec import JSONSerializable
 from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.extras import (
@@ -40,9 +48,13 @@ from intquant._core.plan import (
 from intquant.errors import MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions, copy_options, options_equivalent
 from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
-from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, uniform_grid_check
+from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, fold_in, uniform_grid_check
 
 __all__ = ["UniformQuantizer"]
+
+#: Stochastic rounding draws from a quantizer's generator under this lock, so that a call that
+#: fails can give back what it drew, and threads sharing a quantizer draw in turn.
+_DRAWS = threading.Lock()
 
 _ALL_MEMBERS = OPTION_MEMBERS + STATS_MEMBERS + PARAM_MEMBERS
 
@@ -149,9 +161,7 @@ class UniformQuantizer(
 
     def update(self, values: numpy.ndarray) -> None:
         """Fold a batch into the statistics (see :meth:`MinMaxQuantizationStats.update`)."""
-        stats = self.quant_stats
-        stats.update(values, axis=self.axis, block_size=self.block_size)
-        self.copy_stats(stats)
+        fold_in(self, calibrate(values, self.axis, self.block_size))
 
     def check_is_uniform_quantized(self, options: Any) -> bool:
         """Whether ``uvalues`` lie on a uniform grid of at most ``2**options.n_bits`` values."""
@@ -219,8 +229,16 @@ class UniformQuantizer(
         settings = self.settings()
         operand = as_real_array(values, "values to quantize")
         plan = quant_plan(settings, operand.dtype, operand.shape)
-        codes = quantize_with(plan, operand, self.rng)
-        return convert_codes(codes, dtype, plan.span)
+        rng = self.rng
+        if rng is None:
+            return convert_codes(quantize_with(plan, operand), dtype, plan.span)
+        with _DRAWS:  # a failed call leaves the random stream where it was
+            state = rng.bit_generator.state
+            try:
+                return convert_codes(quantize_with(plan, operand, rng), dtype, plan.span)
+            except BaseException:
+                rng.bit_generator.state = state
+                raise
 
     def dequant(self, qvalues: numpy.ndarray) -> Any:
         """De-quantize: ``scale * (qvalues - float64(zero_point))`` (per block if so calibrated).
@@ -341,7 +359,19 @@ class UniformQuantizer(
         """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults.
 
         ``format_version`` is that of the ``intquant.UniformQuantizer`` tag (1; the payload is
-        the same as under Concrete ML's tag, 0)."""
+        the same as under Concrete ML's tag, 0).
+
+        Raises
+        ------
+        SerializationError
+            For unknown keys, or a field that would give wrong codes or a raw error later: the
+            option checks of :class:`QuantizationOptions`, the statistics checks of
+            :meth:`MinMaxQuantizationStats.load_dict`, the parameter checks of
+            :meth:`UniformQuantizationParameters.load_dict` with an offset in
+            ``[0, 2**(n_bits-1)]``, and array parameters that fit no granularity: without
+            ``axis`` or ``block_size`` they may vary along one dimension only (see
+            ``docs/serialization.md``).
+        """
         known = (*_ALL_MEMBERS, "no_clipping", *EXTRA_OPTIONS)
         if not isinstance(metadata, dict):
             raise SerializationError(
@@ -358,6 +388,10 @@ class UniformQuantizer(
             if flag in metadata:
                 check_flag(flag, metadata[flag])
         extras = check_extra_options(**{name: metadata[name] for name in EXTRA_OPTIONS if name in metadata})
+        check_loaded_statistics("UniformQuantizer", metadata)
+        check_loaded_parameters("UniformQuantizer", metadata, n_bits=metadata.get("n_bits"))
+        per_tensor = extras.get("axis") is None and extras.get("block_size") is None
+        check_loaded_parameter_shapes("UniformQuantizer", metadata, per_tensor=per_tensor)
         quantizer = UniformQuantizer()
         for name, value in {**metadata, **extras}.items():
             setattr(quantizer, name, value)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import threading
 from typing import Any, Optional
 
 import numpy
 
-from intquant._core.checks import check_calibration_values, check_n_bits
+from intquant._core.calibrator import Calibrator
+from intquant._core.checks import check_calibration_values, check_loaded_statistics, check_n_bits
 from intquant._core.codec import JSONSerializable
 from intquant._core.formulas import block_statistics, is_uniform_grid, merge_uniques, minmax_statistics
 from intquant._core.granularity import granularity_of
@@ -20,7 +23,7 @@ from intquant._core.members import (
 )
 from intquant.errors import InvalidTypeError, InvalidValueError, MissingParameterError
 
-__all__ = ["MinMaxQuantizationStats", "calibrate", "merge_statistics", "uniform_grid_check"]
+__all__ = ["MinMaxQuantizationStats", "calibrate", "fold_in", "merge_statistics", "uniform_grid_check"]
 
 
 class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
@@ -90,25 +93,32 @@ class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
         bounded by the number of distinct rounded values. Batches must share one dtype (and, per
         axis or block, one block grid).
         """
-        batch = calibrate(values, axis, block_size)
-        if self.is_empty():
-            self.rmin, self.rmax, self.uvalues = batch
-        else:
-            self.rmin, self.rmax, self.uvalues = merge_statistics((self.rmin, self.rmax, self.uvalues), batch)
+        fold_in(self, calibrate(values, axis, block_size))
 
     def merge(self, other: Any) -> None:
         """Fold another statistics object in, as if its data had been passed to :meth:`update`.
 
         ``other`` is not changed.
+
+        Raises
+        ------
+        InvalidTypeError
+            If ``other`` is a calibration method (its clipped range and missing distinct values
+            would be folded in as if they were data: merge calibration methods with their own
+            ``merge``), or its statistics have another dtype or block grid.
         """
-        if other.rmin is None and other.rmax is None:
+        if isinstance(other, Calibrator):
+            raise InvalidTypeError(
+                f"MinMaxQuantizationStats.merge folds in the statistics of data; got a "
+                f"{type(other).__name__}, whose range is clipped and which keeps no distinct "
+                f"values. Merge it into another {type(other).__name__}, or update these "
+                f"statistics with the data itself."
+            )
+        with _UPDATES:
+            rmin, rmax, uvalues = other.rmin, other.rmax, copy.deepcopy(other.uvalues)
+        if rmin is None and rmax is None:
             return
-        if self.is_empty():
-            self.copy_stats(other)
-            return
-        self.rmin, self.rmax, self.uvalues = merge_statistics(
-            (self.rmin, self.rmax, self.uvalues), (other.rmin, other.rmax, other.uvalues)
-        )
+        fold_in(self, (rmin, rmax, uvalues))
 
     def check_is_uniform_quantized(self, options: Any) -> bool:
         """Whether ``uvalues`` lie on a uniform grid of at most ``2**n_bits`` values."""
@@ -129,8 +139,18 @@ class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
 
     @staticmethod
     def load_dict(metadata: dict[str, Any]) -> MinMaxQuantizationStats:
-        """Rebuild statistics from :meth:`dump_dict` output."""
+        """Rebuild statistics from :meth:`dump_dict` output.
+
+        Raises
+        ------
+        SerializationError
+            For missing or unknown keys, or a field that would give wrong results or a raw error
+            later: ``rmin``/``rmax`` that are not numbers (or arrays of them, of one shape),
+            ``uvalues`` that are not a numeric array (or, per block, a list of one per block; see
+            ``docs/serialization.md``).
+        """
         require_keys(metadata, STATS_MEMBERS, "MinMaxQuantizationStats")
+        check_loaded_statistics("MinMaxQuantizationStats", metadata)
         return MinMaxQuantizationStats(metadata["rmax"], metadata["rmin"], metadata["uvalues"])
 
 
@@ -139,6 +159,23 @@ def copy_stats(source: Any) -> MinMaxQuantizationStats:
     stats = MinMaxQuantizationStats()
     stats.copy_stats(source)
     return stats
+
+
+#: Updates and merges of statistics are atomic: the batch's statistics (the costly part) are
+#: computed outside this lock, then folded into the object under it.
+_UPDATES = threading.RLock()
+
+
+def fold_in(stats: Any, batch: tuple[Any, Any, Any]) -> None:
+    """Fold ``(rmin, rmax, uvalues)`` of a batch into ``stats``, atomically (threads may update
+    one object together: no batch is lost)."""
+    with _UPDATES:
+        if stats.rmin is None and stats.rmax is None:
+            stats.rmin, stats.rmax, stats.uvalues = batch
+        else:
+            stats.rmin, stats.rmax, stats.uvalues = merge_statistics(
+                (stats.rmin, stats.rmax, stats.uvalues), batch
+            )
 
 
 def calibrate(

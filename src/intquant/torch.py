@@ -424,6 +424,17 @@ def _values_dtype(tensor: Any, what: str) -> numpy.dtype[Any]:
             f"{what} must be a torch.Tensor; got {type(tensor).__name__}. Convert them with "
             f"torch.as_tensor(values), or use UniformQuantizer itself for numpy arrays."
         )
+    if getattr(tensor, "is_nested", False) or tensor.layout != torch.strided:
+        kind = "a nested" if getattr(tensor, "is_nested", False) else f"a {tensor.layout} (sparse)"
+        raise InvalidTypeError(
+            f"{what} must be a dense (strided) tensor; got {kind} tensor. Convert it first, e.g. "
+            f"with tensor.to_dense(), or quantize each nested tensor on its own."
+        )
+    if tensor.device.type == "meta":
+        raise InvalidTypeError(
+            f"{what} are a tensor on the 'meta' device, which holds no values (shape "
+            f"{tuple(tensor.shape)}); materialize it on a real device first."
+        )
     dtype = _numpy_dtype(tensor.dtype)
     if dtype is None:
         raise InvalidTypeError(

@@ -18,6 +18,7 @@ from intquant.errors import (
     InvalidTypeError,
     InvalidValueError,
     MissingParameterError,
+    SerializationError,
 )
 
 __all__ = [
@@ -26,6 +27,11 @@ __all__ = [
     "check_calibration_values",
     "check_flag",
     "check_int",
+    "check_loaded_array",
+    "check_loaded_broadcast",
+    "check_loaded_parameter_shapes",
+    "check_loaded_parameters",
+    "check_loaded_statistics",
     "check_n_bits",
     "check_option_combination",
     "check_options",
@@ -108,6 +114,19 @@ def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
     InvalidTypeError
         If the values are not numbers (strings, objects, complex numbers).
     """
+    if isinstance(values, numpy.ma.MaskedArray):
+        raise InvalidTypeError(
+            f"{what} are a masked array (shape {values.shape}, dtype {values.dtype}); intquant does "
+            f"not take masked arrays, whose mask numpy.min/max would honour but numpy.unique and "
+            f"the arithmetic would not. Pass values.compressed() (the unmasked values) or "
+            f"values.filled(fill_value)."
+        )
+    if type(values).__module__.partition(".")[0] == "torch":
+        raise InvalidTypeError(
+            f"{what} are a torch.Tensor; the numpy API takes numpy arrays. Use "
+            f"intquant.torch.TorchUniformQuantizer(quantizer) to quantize tensors on their device, "
+            f"or pass tensor.detach().cpu().numpy()."
+        )
     operand = as_numpy_operand(values)
     if operand.dtype.kind not in _REAL_KINDS:
         raise InvalidTypeError(
@@ -202,6 +221,11 @@ def check_range(stats: Any) -> tuple[Any, Any]:
         raise InvalidValueError(
             f"'rmin' and 'rmax' must have one shape; got {numpy.shape(rmin)} and {numpy.shape(rmax)}."
         )
+    if numpy.any(numpy.asarray(rmin) > numpy.asarray(rmax)):
+        raise InvalidValueError(
+            f"'rmin' must not exceed 'rmax'; got rmin={rmin!r} and rmax={rmax!r}. Swap them, or "
+            f"compute the statistics with compute_quantization_stats(values)."
+        )
     return rmin, rmax
 
 
@@ -219,4 +243,269 @@ def check_scale(scale: Any) -> None:
         raise InvalidValueError(
             f"cannot quantize with scale={scale!r}: the scale must be finite and non-zero. "
             f"Compute it with compute_quantization_parameters(options, stats)."
+        )
+
+
+# -- fields of serialized text, checked by the load_dict methods (see docs/serialization.md)
+#
+# Each refuses, with a SerializationError naming the object and the field, a value that would
+# give wrong codes or a raw error later; every value the reference's own computations produce
+# passes. None (a member not computed yet) always passes.
+
+_INT64 = numpy.iinfo(numpy.int64)
+_INT64_LIMIT = 2.0**63  # the first float beyond int64 (int64's maximum rounds to it)
+_LOADED_REAL_KINDS = "iuf"
+
+
+def _shown(value: Any) -> str:
+    """What arrived, for a message: arrays by dtype and shape, other values by repr and type."""
+    if isinstance(value, numpy.ndarray):
+        return f"an array of dtype {value.dtype} and shape {value.shape}"
+    if isinstance(value, numpy.generic):
+        return f"{value.item()!r} of type numpy.{value.dtype}"
+    text = repr(value)
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{text} of type {type(value).__name__}"
+
+
+def _field_error(owner: str, name: str, expected: str, got: str) -> SerializationError:
+    return SerializationError(f"{owner} field '{name}' must be {expected}; got {got}.")
+
+
+def _loaded_real(owner: str, name: str, value: Any, expected: str) -> numpy.ndarray:
+    """``value`` as an array after checking it is a real number (a Python int within int64 or a
+    float, a numpy integer or float; not a bool) or a non-empty integer or float array."""
+    if isinstance(value, numpy.ndarray):
+        if value.dtype.kind not in _LOADED_REAL_KINDS or value.size == 0:
+            raise _field_error(owner, name, expected, _shown(value))
+        return value
+    if isinstance(value, (bool, numpy.bool_)) or not isinstance(
+        value, (int, float, numpy.integer, numpy.floating)
+    ):
+        raise _field_error(owner, name, expected, _shown(value))
+    if isinstance(value, int) and not _INT64.min <= value <= _INT64.max:
+        raise _field_error(owner, name, expected, f"{value}, beyond int64, which numpy cannot compute with")
+    return numpy.asarray(value)
+
+
+def _check_loaded_scale(owner: str, value: Any) -> None:
+    expected = "a finite, non-zero number (or an array of them), or None"
+    operand = _loaded_real(owner, "scale", value, expected)
+    if not numpy.all(numpy.isfinite(operand)) or numpy.any(operand == 0):
+        raise _field_error(owner, "scale", expected, _shown_values(value, operand))
+
+
+def _check_loaded_zero_point(owner: str, value: Any) -> None:
+    expected = "an integer within int64 (an int, a float holding one, or an array of them), or None"
+    operand = _loaded_real(owner, "zero_point", value, expected)
+    if operand.dtype.kind == "f":
+        fits = bool(
+            numpy.all(numpy.isfinite(operand))
+            and numpy.all(operand == numpy.trunc(operand))
+            and operand.min() >= -_INT64_LIMIT
+            and operand.max() < _INT64_LIMIT
+        )
+    else:
+        fits = int(operand.min()) >= _INT64.min and int(operand.max()) <= _INT64.max
+    if not fits:
+        raise _field_error(owner, "zero_point", expected, _shown_values(value, operand))
+
+
+def _check_loaded_offset(owner: str, value: Any, n_bits: int | None) -> None:
+    """An int in ``[0, 2**(n_bits-1)]`` (``[0, 2**31]`` without ``n_bits``): a Python int, or a
+    numpy integer (or array, for per-block offsets) of a signed dtype holding ``2**n_bits - 1``,
+    since the bounds ``-offset`` and ``2**n_bits - 1 - offset`` are computed in its dtype."""
+    bits = MAX_N_BITS if n_bits is None else n_bits
+    top = 2 ** (bits - 1)
+    expected = (
+        f"an int in [0, {top}] (0 for unsigned codes, 2**(n_bits-1) = {top} for signed ones)"
+        if n_bits is not None
+        else f"an int in [0, {top}] (0, or 2**(n_bits-1) for signed codes)"
+    )
+    expected += ", or None"
+    if isinstance(value, (numpy.ndarray, numpy.integer)):
+        kind, dtype = value.dtype.kind, value.dtype
+        if kind not in "iu" or numpy.size(value) == 0:
+            raise _field_error(owner, "offset", expected, _shown(value))
+        if kind == "u" or numpy.iinfo(dtype).max < 2**bits - 1:
+            raise _field_error(
+                owner,
+                "offset",
+                expected,
+                f"{_shown(value)}, whose dtype cannot hold the clipping bounds -offset and "
+                f"2**n_bits - 1 - offset (write it as a Python int, or as an int64)",
+            )
+    elif not is_integer(value):
+        raise _field_error(owner, "offset", expected, _shown(value))
+    if int(numpy.min(value)) < 0 or int(numpy.max(value)) > top:
+        raise _field_error(owner, "offset", expected, _shown_values(value, numpy.asarray(value)))
+
+
+def _shown_values(value: Any, operand: numpy.ndarray) -> str:
+    """``_shown(value)``, with the range of an array's values (a scalar shows itself)."""
+    if isinstance(value, numpy.ndarray):
+        low, high = operand.min().item(), operand.max().item()
+        return f"{_shown(value)} with values from {low!r} to {high!r}"
+    return _shown(value)
+
+
+def check_loaded_parameters(owner: str, fields: dict[str, Any], n_bits: Any = None) -> None:
+    """Check the ``scale``, ``zero_point`` and ``offset`` of serialized text (those present).
+
+    ``scale``: a finite, non-zero real number or array (ints allowed, not bools). ``zero_point``:
+    an integer within int64, as an int, a float holding one, or an array of them. ``offset``: an
+    int in ``[0, 2**(n_bits-1)]`` (``[0, 2**31]`` without ``n_bits``), a Python int or a numpy
+    integer (array, per block) of a signed dtype holding ``2**n_bits - 1``. ``n_bits`` is that
+    of the same quantizer text, if any (already checked).
+
+    Raises
+    ------
+    SerializationError
+        Naming ``owner``, the field, what arrived and what is expected.
+    """
+    if fields.get("scale") is not None:
+        _check_loaded_scale(owner, fields["scale"])
+    if fields.get("zero_point") is not None:
+        _check_loaded_zero_point(owner, fields["zero_point"])
+    if fields.get("offset") is not None:
+        _check_loaded_offset(owner, fields["offset"], n_bits)
+
+
+def check_loaded_parameter_shapes(
+    owner: str, fields: dict[str, Any], per_tensor: bool
+) -> tuple[int, ...] | None:
+    """Check that the array parameters (``scale``, ``zero_point``, ``offset``) of serialized text
+    fit one granularity, and return their grid shape (None: no array of more than one element).
+
+    The arrays of more than one element must all have one shape, the *grid*, to which every other
+    array parameter (of one element) broadcasts. ``per_tensor`` (a quantizer with neither ``axis``
+    nor ``block_size``, whose parameters numpy broadcasts against the values by itself): the grid
+    has at most one dimension larger than 1, one parameter per channel (Concrete ML's per-channel
+    shapes such as ``(C,)``, ``(1, C)`` or ``(C, 1, 1, 1)``). Standalone parameters and per-axis or
+    per-block quantizers take a grid of any shape (intquant's per-block parameters); the values'
+    shape is checked against it when quantizing.
+
+    Raises
+    ------
+    SerializationError
+        For arrays of different shapes, or a per-tensor grid of two dimensions larger than 1.
+    """
+    shapes = {
+        name: fields[name].shape
+        for name in ("scale", "zero_point", "offset")
+        if isinstance(fields.get(name), numpy.ndarray) and fields[name].ndim > 0
+    }
+    grids = [(name, shape) for name, shape in shapes.items() if math.prod(shape) > 1]
+    if not grids:
+        return None
+    first, grid = grids[0]
+    for name, shape in shapes.items():
+        try:
+            fits = numpy.broadcast_shapes(shape, grid) == grid
+        except ValueError:
+            fits = False
+        if not fits:
+            raise SerializationError(
+                f"{owner} fields '{first}' and '{name}' must be arrays of one shape (or one "
+                f"element); got shapes {grid} and {shape}, which fit no granularity."
+            )
+    if per_tensor and sum(size > 1 for size in grid) > 1:
+        raise SerializationError(
+            f"{owner} fields {', '.join(repr(name) for name, _ in grids)} are arrays of shape "
+            f"{grid}, which fit no granularity: without 'axis' or 'block_size' the parameters "
+            f"broadcast against the values, so an array may vary along one dimension only (one "
+            f"scale per channel, as (C,) or (C, 1, 1, 1)). Write per-block parameters with their "
+            f"'block_size' (intquant.UniformQuantizer), or one parameter per tensor."
+        )
+    return grid
+
+
+def check_loaded_statistics(owner: str, fields: dict[str, Any]) -> None:
+    """Check the ``rmax``, ``rmin`` and ``uvalues`` of serialized text (those present).
+
+    ``rmin``/``rmax``: real numbers (NaN and infinities allowed: the reference writes the range of
+    such data) or non-empty integer or float arrays, of one shape. ``uvalues``: an integer or float
+    array when the range is per tensor, a list of them (one per block) when ``rmin``/``rmax`` are
+    per-block arrays.
+
+    Raises
+    ------
+    SerializationError
+        Naming ``owner``, the field, what arrived and what is expected.
+    """
+    bounds = {}
+    for name in ("rmax", "rmin"):
+        if fields.get(name) is not None:
+            bounds[name] = _loaded_real(
+                owner, name, fields[name], "a number (or an array of numbers, per block), or None"
+            )
+    if len(bounds) == 2 and bounds["rmin"].shape != bounds["rmax"].shape:
+        raise SerializationError(
+            f"{owner} fields 'rmin' and 'rmax' must have one shape; got {bounds['rmin'].shape} and "
+            f"{bounds['rmax'].shape}."
+        )
+    uvalues = fields.get("uvalues")
+    if uvalues is not None:
+        grid = next((bound.shape for bound in bounds.values()), None)
+        _check_loaded_uvalues(owner, uvalues, None if grid is None else math.prod(grid) if grid else 0)
+
+
+def _check_loaded_uvalues(owner: str, uvalues: Any, blocks: int | None) -> None:
+    """``blocks``: 0 for a per-tensor range, the number of blocks of a per-block one, None when
+    the text has no range."""
+    per_tensor = "an integer or float array"
+    per_block = "a list of integer or float arrays, one per block"
+    if blocks:
+        per_block = f"a list of {blocks} integer or float arrays, one per block (rmin/rmax are per block)"
+    expected = {0: per_tensor, None: f"{per_tensor} (or, per block, {per_block})"}.get(blocks, per_block)
+    expected += ", or None"
+    if not isinstance(uvalues, list):
+        if not _is_real_array(uvalues) or blocks:
+            raise _field_error(owner, "uvalues", expected, _shown(uvalues))
+        return
+    wrong = [item for item in uvalues if not _is_real_array(item)]
+    if wrong or blocks == 0 or (blocks is not None and len(uvalues) != blocks):
+        got = f"a list of {len(uvalues)} items" + (f", one of them {_shown(wrong[0])}" if wrong else "")
+        raise _field_error(owner, "uvalues", expected, got)
+
+
+def _is_real_array(value: Any) -> bool:
+    return isinstance(value, numpy.ndarray) and value.dtype.kind in _LOADED_REAL_KINDS
+
+
+def check_loaded_array(owner: str, name: str, value: Any) -> None:
+    """Check that a field holding values or codes is None, a numpy array or a numpy scalar of
+    numbers (bool, integer or float).
+
+    Raises
+    ------
+    SerializationError
+        For anything else (lists, strings, Python numbers, objects).
+    """
+    if value is None or (isinstance(value, (numpy.ndarray, numpy.generic)) and value.dtype.kind in "biuf"):
+        return
+    raise _field_error(owner, name, "a numpy array (or numpy scalar) of numbers, or None", _shown(value))
+
+
+def check_loaded_broadcast(owner: str, name: str, value: Any, grid: tuple[int, ...] | None) -> None:
+    """Check that per-channel parameters of shape ``grid`` (per tensor, broadcast by numpy)
+    broadcast against the array ``value`` without changing its shape.
+
+    Raises
+    ------
+    SerializationError
+        If they do not: quantizing would give codes of another shape.
+    """
+    if grid is None or not isinstance(value, (numpy.ndarray, numpy.generic)):
+        return
+    shape = numpy.shape(value)
+    try:
+        fits = numpy.broadcast_shapes(shape, grid) == shape
+    except ValueError:
+        fits = False
+    if not fits:
+        raise SerializationError(
+            f"{owner} field '{name}' has shape {shape}, against which the quantizer's per-channel "
+            f"parameters of shape {grid} do not broadcast (their codes would have another shape)."
         )

@@ -15,7 +15,11 @@ by ``repr``) of the value after this encoding, applied at every depth:
   ``serialized_value``, so that Concrete ML refuses it.
 
 ``loads`` reverses it, innermost first. It accepts only these tags, numeric dtypes and the
-registered tags: nothing is imported from outside intquant, evaluated or unpickled.
+registered tags: nothing is imported from outside intquant, evaluated or unpickled. A number
+tag must hold a value its dtype represents exactly (an integer in range; a float that does not
+overflow to an infinity, NaN and infinities as written; an array of one shape whose elements
+all qualify); each class's ``load_dict`` checks its fields (``docs/serialization.md``), and an
+error names the class and the field.
 
 Registration: a class passes ``tag=`` (its seed tag or intquant tag) and optionally
 ``legacy_tags=`` when subclassing :class:`JSONSerializable`; this module imports no class.
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 from collections.abc import Callable
 from typing import IO, Any, ClassVar
 
@@ -186,7 +191,11 @@ def loads(text: str | bytes | bytearray) -> Any:
     SerializationError
         (a ``ValueError``) for text that is not valid JSON, is nested too deeply, or holds an
         unknown ``type_name``, a format newer than this intquant reads, a non-numeric dtype, a
-        missing or unexpected key.
+        missing or unexpected key, a number its dtype cannot represent (``300`` as ``uint8``,
+        ``1.7`` in an ``int64`` array, ``1e300`` as ``float32``), a ragged array, or a field of
+        a class that would give wrong codes or a raw error later (a bool, string or dict as a
+        number, an offset out of range, ...: see ``docs/serialization.md``). The message names
+        the class and field.
 
     Examples
     --------
@@ -294,13 +303,27 @@ def _decode(raw: Any, depth: int) -> Any:
                 f"reads versions up to {entry.format_version}. Upgrade intquant to read it."
             )
     payload = _tag_fields(raw, ("format_version", "serialized_value") if version else ("serialized_value",))
-    decoded = _decode(payload["serialized_value"], depth + 1)
+    decoded = _decode_fields(type_name, payload["serialized_value"], depth + 1)
     try:
         return entry.load(decoded, version)
     except SerializationError:
         raise
     except (IntquantError, KeyError, TypeError, ValueError, AttributeError) as error:
         raise SerializationError(f"invalid serialized {type_name}: {error}") from error
+
+
+def _decode_fields(type_name: str, payload: Any, depth: int) -> Any:
+    """The decoded payload of a registered class; an error in a field names the class and field
+    (``UniformQuantizer field 'offset': ...``)."""
+    if not isinstance(payload, dict) or "type_name" in payload or depth > _MAX_DEPTH:
+        return _decode(payload, depth)
+    decoded = {}
+    for key, item in payload.items():
+        try:
+            decoded[key] = _decode(item, depth + 1)
+        except SerializationError as error:
+            raise SerializationError(f"{type_name} field {key!r}: {error}") from error
+    return decoded
 
 
 def _tag_fields(raw: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
@@ -314,28 +337,160 @@ def _tag_fields(raw: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _decode_numpy(type_name: str, raw: dict[str, Any]) -> Any:
+    """A numpy scalar or array holding exactly the value written: what the dtype cannot represent
+    is refused (Concrete ML's ``numpy.int64(v).astype(dtype)`` would wrap or truncate it)."""
     dtype_name, value = raw["dtype"], raw["serialized_value"]
     dtype = _NUMERIC_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         raise SerializationError(
             f"dtype {dtype_name!r} is not supported; use one of {', '.join(_NUMERIC_DTYPES)}."
         )
+    if type_name == "numpy_array":
+        return _decode_array(value, dtype)
+    if dtype.kind == "b":
+        raise SerializationError(
+            f"a {type_name} needs an integer or float dtype; got {dtype} (a bool is written as "
+            f"JSON true/false)."
+        )
+    if type_name == "numpy_integer":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SerializationError(f"a numpy_integer needs an integer; got {value!r}")
+        return _exact_scalar(type_name, value, dtype)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SerializationError(f"a numpy_float needs a number; got {value!r}")
+    if dtype.kind in "iu":
+        if isinstance(value, float) and not _is_integral(value):
+            raise SerializationError(f"a numpy_float of dtype {dtype} needs an integral value; got {value!r}")
+        return _exact_scalar(type_name, int(value), dtype)
     try:
-        if type_name == "numpy_integer":
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise SerializationError(f"a numpy_integer needs an integer; got {value!r}")
-            return numpy.int64(value).astype(dtype)
-        if type_name == "numpy_float":
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise SerializationError(f"a numpy_float needs a number; got {value!r}")
-            return numpy.float64(value).astype(dtype)
-        array = numpy.asarray(value)
-        if array.dtype.kind not in "biuf":
+        number = float(value)
+    except OverflowError:
+        raise SerializationError(
+            f"a numpy_float of dtype {dtype} needs a value within {_range_text(dtype)}; got {value}"
+        ) from None
+    with numpy.errstate(over="ignore"):
+        converted = numpy.array(number, dtype=dtype)[()]
+    if math.isfinite(number) and not numpy.isfinite(converted):
+        raise SerializationError(
+            f"a numpy_float of dtype {dtype} needs a value within {_range_text(dtype)}; got "
+            f"{number!r}, which would become {float(converted)!r}"
+        )
+    return converted
+
+
+def _range_text(dtype: numpy.dtype[Any]) -> str:
+    info = numpy.iinfo(dtype) if dtype.kind in "iu" else numpy.finfo(dtype)
+    return f"[{info.min}, {info.max}]"
+
+
+def _exact_scalar(type_name: str, value: int, dtype: numpy.dtype[Any]) -> Any:
+    """``value`` as a numpy scalar of ``dtype`` (an integer dtype, or a float dtype holding it
+    exactly)."""
+    if dtype.kind in "iu":
+        info = numpy.iinfo(dtype)
+        if not info.min <= value <= info.max:
             raise SerializationError(
-                f"a numpy_array needs nested lists of numbers; got elements of dtype {array.dtype}"
+                f"a {type_name} of dtype {dtype} needs a value within {_range_text(dtype)}; got {value}"
             )
+        return numpy.array(value, dtype=dtype)[()]
+    try:
+        with numpy.errstate(over="ignore"):
+            converted = numpy.array(float(value), dtype=dtype)[()]
+        exact = bool(numpy.isfinite(converted)) and int(converted) == value
+    except OverflowError:
+        exact = False
+    if not exact:
+        raise SerializationError(
+            f"a {type_name} of dtype {dtype} needs a value the dtype holds exactly; got {value}"
+        )
+    return converted
+
+
+def _decode_array(value: Any, dtype: numpy.dtype[Any]) -> numpy.ndarray:
+    """A ``numpy_array``: a number or rectangular nested lists of numbers, each of which ``dtype``
+    represents (integers in range, no fraction for an integer dtype; no finite value overflowing
+    a float dtype; ``true``/``false`` for a bool array)."""
+    try:
+        array = numpy.asarray(value)
+    except (ValueError, OverflowError, TypeError) as error:
+        raise SerializationError(
+            f"invalid numpy_array value: it must be a number or nested lists of numbers whose rows "
+            f"have one length (not ragged); numpy says: {error}"
+        ) from error
+    kind = array.dtype.kind
+    if kind == "f" and dtype.kind in "iu" and array.ndim:
+        # Check the numbers as written: numpy makes floats of integers mixing int64's negative
+        # and uint64's large values, which would round them.
+        array = numpy.array(value, dtype=object)
+        kind = "O"
+    if kind == "O":  # integers beyond uint64, or non-numbers
+        strange = [
+            item for item in array.flat if isinstance(item, bool) or not isinstance(item, (int, float))
+        ]
+        if strange:
+            raise SerializationError(f"a numpy_array needs nested lists of numbers; got {strange[0]!r}")
+    elif kind not in "biuf":
+        raise SerializationError(
+            f"a numpy_array needs nested lists of numbers; got elements of dtype {array.dtype}"
+        )
+    if array.size == 0:
         return array.astype(dtype)
-    except (OverflowError, ValueError) as error:
-        if isinstance(error, SerializationError):
-            raise
-        raise SerializationError(f"invalid {type_name} value: {error}") from error
+    if (dtype.kind == "b") != (kind == "b"):
+        expected = "true/false elements" if dtype.kind == "b" else "numbers, not true/false"
+        raise SerializationError(
+            f"a numpy_array of dtype {dtype} needs {expected}; got {array.dtype} elements"
+        )
+    if dtype.kind in "iu":
+        return _integer_array(array, dtype)
+    if dtype.kind == "f":
+        return _float_array(array, dtype)
+    return array.astype(dtype)
+
+
+def _integer_array(array: numpy.ndarray, dtype: numpy.dtype[Any]) -> numpy.ndarray:
+    if array.dtype.kind == "O":  # Python ints and floats, compared exactly
+        items = list(array.flat)
+        fractions = [item for item in items if isinstance(item, float) and not _is_integral(item)]
+        if fractions:
+            raise SerializationError(f"a numpy_array of dtype {dtype} needs integers; got {fractions[0]!r}")
+        low, high = min(int(item) for item in items), max(int(item) for item in items)
+    else:
+        if array.dtype.kind == "f":
+            bad = ~numpy.isfinite(array) | (array != numpy.trunc(array))
+            if bad.any():
+                raise SerializationError(
+                    f"a numpy_array of dtype {dtype} needs integers; got {float(array[bad].flat[0])!r}"
+                )
+        low, high = int(array.min()), int(array.max())
+    info = numpy.iinfo(dtype)
+    if low < info.min or high > info.max:
+        raise SerializationError(
+            f"a numpy_array of dtype {dtype} needs values within {_range_text(dtype)}; got values "
+            f"from {low} to {high}"
+        )
+    return array.astype(dtype)
+
+
+def _is_integral(number: float) -> bool:
+    return math.isfinite(number) and number.is_integer()
+
+
+def _float_array(array: numpy.ndarray, dtype: numpy.dtype[Any]) -> numpy.ndarray:
+    source = array
+    if array.dtype.kind == "O":
+        try:
+            source = numpy.array([float(item) for item in array.flat]).reshape(array.shape)
+        except OverflowError:
+            raise SerializationError(
+                f"a numpy_array of dtype {dtype} needs values within {_range_text(dtype)}; got an "
+                f"integer beyond float64"
+            ) from None
+    with numpy.errstate(over="ignore"):
+        converted = source.astype(dtype)
+    overflow = numpy.isinf(converted) & numpy.isfinite(source)
+    if overflow.any():
+        raise SerializationError(
+            f"a numpy_array of dtype {dtype} needs values within {_range_text(dtype)}; got "
+            f"{source[overflow].flat[0].item()!r}"
+        )
+    return converted

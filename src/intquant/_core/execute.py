@@ -134,7 +134,29 @@ def quantize_with(plan: QuantPlan, values: Any, rng: numpy.random.Generator | No
 
 
 def dequantize_with(plan: DequantPlan, codes: Any) -> Any:
-    """The values of numpy ``codes`` (of the plan's dtype and shape) under ``plan``."""
+    """The values of numpy ``codes`` (of the plan's dtype and shape) under ``plan``.
+
+    Raises
+    ------
+    InvalidValueError
+        If a finite code's value overflows to an infinity (values near the float maximum).
+    """
+    if not plan.may_overflow:
+        return _dequantized(plan, codes)
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        values = _dequantized(plan, codes)
+        overflow = numpy.isinf(values) & numpy.isfinite(codes)
+    if numpy.any(overflow):
+        raise InvalidValueError(
+            f"dequantizing these codes overflows: scale * (q - zero_point) is beyond the "
+            f"largest {numpy.asarray(values).dtype} (scale={plan.scale!r}, zero_point="
+            f"{plan.zero_point!r}, codes of shape {numpy.shape(codes)}). Calibrate on values "
+            f"further from the float maximum."
+        )
+    return values
+
+
+def _dequantized(plan: DequantPlan, codes: Any) -> Any:
     if plan.generic:
         centered = _apply(numpy.subtract, codes, numpy.asarray(plan.zero_point, dtype=numpy.float64)[()])
         return _apply(numpy.multiply, as_numpy_operand(plan.scale), centered)

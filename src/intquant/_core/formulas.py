@@ -128,8 +128,17 @@ def merge_uniques(first: numpy.ndarray, second: numpy.ndarray) -> numpy.ndarray:
 
 
 def smallest_step(uvalues: numpy.ndarray) -> Scalar:
-    """Smallest difference between consecutive (sorted, unique) ``uvalues``."""
-    return numpy.min(uvalues[1:] - uvalues[:-1])
+    """Smallest difference between consecutive (sorted, unique) ``uvalues`` (narrow signed
+    integers subtracted in int64, where the reference would wrap around)."""
+    values = _widened(uvalues)
+    return numpy.min(values[1:] - values[:-1])
+
+
+def _widened(uvalues: numpy.ndarray) -> numpy.ndarray:
+    """Signed integers narrower than int64 as int64, so that their differences cannot wrap."""
+    if uvalues.dtype.kind == "i" and uvalues.dtype.itemsize < 8:
+        return uvalues.astype(numpy.int64)
+    return uvalues
 
 
 def is_uniform_grid(uvalues: numpy.ndarray, n_bits: int) -> bool:
@@ -142,7 +151,8 @@ def is_uniform_grid(uvalues: numpy.ndarray, n_bits: int) -> bool:
     """
     if uvalues.size > 2**n_bits or uvalues.size == 1:
         return False
-    steps = numpy.unique(uvalues[1:] - uvalues[:-1])
+    values = _widened(uvalues)
+    steps = numpy.unique(values[1:] - values[:-1])
     with numpy.errstate(invalid="ignore", divide="ignore", over="ignore"):
         regrid = numpy.rint(steps / steps[0]) * steps[0]
         return bool(_isclose(steps, regrid, rtol=1e-5, atol=0.02).all())
@@ -187,7 +197,10 @@ def choose_uniform_parameters(
       ``round((rmax * -offset - rmin * (2**n - 1 - offset)) / (rmax - rmin))``.
 
     ``rmax - rmin`` and ``max(|rmax|, |rmin|)`` stay in the statistics' dtype; products and
-    quotients with integers run in float64 (numpy 1.24 scalar rules).
+    quotients with integers run in float64 (numpy 1.24 scalar rules). For integer statistics
+    whose range, magnitude or zero-point numerator does not fit their dtype (int8 values from
+    -128 to 127, say), the reference wraps around; here they are computed exactly (in int64,
+    or float64 beyond it), so the parameters are those the formula means.
 
     Raises
     ------
@@ -201,6 +214,8 @@ def choose_uniform_parameters(
     levels = 2**n_bits - 1
     with numpy.errstate(over="ignore"):  # an overflowing range is refused below, as not finite
         spread = high - low
+    if _is_integer_scalar(high) and _is_integer_scalar(low):
+        spread = _exact(spread, int(high) - int(low))
     if numpy.float64(spread) < STABILITY_CONST:
         if numpy.float64(numpy.abs(high)) < STABILITY_CONST:
             return numpy.float64(1.0), _to_int64(numpy.rint(-low), "zero point"), 0
@@ -213,7 +228,10 @@ def choose_uniform_parameters(
                 f"max(|rmax|, |rmin|) / (2**n_bits - 1 - offset) would be infinite. Use "
                 f"n_bits >= 2, or asymmetric quantization (is_symmetric=False)."
             )
-        magnitude = numpy.maximum(numpy.abs(high), numpy.abs(low))
+        with numpy.errstate(over="ignore"):
+            magnitude = numpy.maximum(numpy.abs(high), numpy.abs(low))
+        if _is_integer_scalar(high) and _is_integer_scalar(low):
+            magnitude = _exact(magnitude, max(abs(int(high)), abs(int(low))))
         return _finite_scale(numpy.float64(magnitude / numpy.int64(positive_levels))), 0, offset
     if is_qat and not is_precomputed_qat and uvalues is not None and is_uniform_grid(uvalues, n_bits):
         scale = numpy.float64(smallest_step(uvalues))
@@ -222,8 +240,25 @@ def choose_uniform_parameters(
     scale = _finite_scale(scale)
     if is_qat:
         return scale, 0, offset
-    numerator = high * numpy.int64(-offset) - low * numpy.int64(levels - offset)
+    with numpy.errstate(over="ignore"):
+        numerator = high * numpy.int64(-offset) - low * numpy.int64(levels - offset)
+    if _is_integer_scalar(high) and _is_integer_scalar(low):
+        numerator = _exact(numerator, int(high) * -offset - int(low) * (levels - offset))
     return scale, _to_int64(numpy.round(numerator / spread), "zero point"), offset
+
+
+def _is_integer_scalar(value: Any) -> bool:
+    return isinstance(value, numpy.integer)
+
+
+def _exact(computed: Any, exact: int) -> Any:
+    """``computed`` (numpy integer arithmetic, as the reference does it) when it equals the exact
+    integer ``exact``; else ``exact`` in int64, or in float64 beyond int64 (it wrapped around)."""
+    if int(computed) == exact:
+        return computed
+    if -(2**63) <= exact < 2**63:
+        return numpy.int64(exact)
+    return numpy.float64(exact)
 
 
 def adjust_parameters_to_power_of_two(
@@ -236,7 +271,8 @@ def adjust_parameters_to_power_of_two(
     """
     if not scale > 0:
         return scale, zero_point
-    power = numpy.float64(2.0) ** numpy.ceil(numpy.log2(numpy.float64(scale)))
+    with numpy.errstate(over="ignore"):
+        power = _finite_scale(numpy.float64(2.0) ** numpy.ceil(numpy.log2(numpy.float64(scale))))
     if recompute_zero_point:
         zero_point = _to_int64(numpy.round(-offset - numpy.float64(rmin) / power), "zero point")
     return power, zero_point

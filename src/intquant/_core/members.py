@@ -89,10 +89,19 @@ def class_members(klass: type) -> tuple[str, ...]:
 
 
 def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:
-    """Set ``target.<name> = source.<name>`` for each name, all or nothing (arrays copied)."""
-    values = [getattr(source, name) for name in names]
+    """Set ``target.<name> = source.<name>`` for each name, all or nothing (arrays, and lists of
+    arrays such as per-block ``uvalues``, copied: the two objects never share an array)."""
+    values = [_copied(getattr(source, name)) for name in names]
     for name, value in zip(names, values, strict=True):
-        setattr(target, name, value.copy() if isinstance(value, numpy.ndarray) else value)
+        setattr(target, name, value)
+
+
+def _copied(value: Any) -> Any:
+    if isinstance(value, numpy.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_copied(item) for item in value]
+    return value
 
 
 def same_value(first: Any, second: Any) -> bool:

@@ -44,7 +44,7 @@ from intquant._core.checks import check_n_bits, check_scale
 from intquant._core.formulas import integer_bounds
 from intquant._core.granularity import BlockLayout, Granularity, PerTensor, select_blocks
 from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type, legacy_result_types
-from intquant.errors import InvalidDtypeError
+from intquant.errors import InvalidDtypeError, InvalidValueError
 
 __all__ = [
     "CONCRETE_ML_1_7",
@@ -250,8 +250,12 @@ class DequantPlan:
     zero_point: Any
     #: Whether this is the all-float64 plan of integer codes per tensor (compiled for large ones).
     integer_codes: bool = field(init=False)
+    #: Whether some codes of this dtype could give values beyond the result dtype's range (then
+    #: the executor checks the values: an infinity from finite codes is refused).
+    may_overflow: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "may_overflow", self.generic or any(map(self._may_overflow, self.steps)))
         integer_codes = (
             self.layout is None
             and not self.generic
@@ -260,6 +264,22 @@ class DequantPlan:
             and self.steps[0].multiplication == _FLOAT64
         )
         object.__setattr__(self, "integer_codes", integer_codes)
+
+    def _may_overflow(self, step: DequantStep) -> bool:
+        """Whether ``|scale| * (|q| + |zero_point|)`` can exceed the multiplication dtype's
+        largest value for codes of this dtype (float codes: always assumed possible)."""
+        if self.codes_dtype.kind == "f" or step.multiplication.kind != "f":
+            return True
+        if numpy.size(step.scale) == 0:  # a restricted plan over no blocks
+            return False
+        info = numpy.iinfo(self.codes_dtype) if self.codes_dtype.kind in "iu" else None
+        largest_code = 1.0 if info is None else float(max(abs(info.min), info.max))
+        with numpy.errstate(over="ignore", invalid="ignore"):
+            reach = float(numpy.max(numpy.abs(numpy.asarray(step.scale, dtype=numpy.float64)))) * (
+                largest_code
+                + float(numpy.max(numpy.abs(numpy.asarray(step.zero_point, dtype=numpy.float64))))
+            )
+        return not reach < float(numpy.finfo(step.multiplication).max)
 
 
 def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> QuantPlan:
@@ -325,7 +345,7 @@ def _build_quant_plan(
         return _grouped_quant_plan(settings, dtype, shape, n_bits)
     bounds = None
     if settings.unclipped is None:
-        bounds = integer_bounds(n_bits, settings.offset, settings.is_narrow)
+        bounds = integer_bounds(n_bits, _checked_offset(settings.offset), settings.is_narrow)
     return tensor_quant_plan(
         dtype, scalar_input, settings.scale, settings.zero_point, bounds, settings.rounding,
         unclipped=settings.unclipped, convention=settings.convention,
@@ -398,7 +418,8 @@ def _grouped_quant_plan(
     bounds: tuple[Any, Any] | None = None
     span = None
     if settings.unclipped is None:
-        offsets = numpy.broadcast_to(numpy.asarray(settings.offset), scale.shape).astype(numpy.int64)
+        offsets = numpy.broadcast_to(_checked_offset(numpy.asarray(settings.offset)), scale.shape)
+        offsets = offsets.astype(numpy.int64)
         low, high = integer_bounds(n_bits, offsets, settings.is_narrow)
         span = (int(low.min()), int(high.max())) if low.size else (0, 0)
         bounds = (
@@ -653,3 +674,23 @@ def clip_dtype(dtype: numpy.dtype[Any], low: int, high: int) -> numpy.dtype[Any]
     with numpy.errstate(over="ignore"):
         exact = float(dtype.type(low)) == low and float(dtype.type(high)) == high
     return dtype if exact else _FLOAT64
+
+
+def _checked_offset(offset: Any) -> Any:
+    """``offset`` after checking that the clipping bounds it gives are integers int64 holds
+    (an offset beyond ``2**62``, or not a number, would give codes that mean nothing)."""
+    if isinstance(offset, int) and not isinstance(offset, bool) and abs(offset) > 2**62:
+        values = numpy.asarray(float(offset))
+    else:
+        values = numpy.asarray(offset)
+    if values.dtype.kind not in "iuf" or not numpy.all(numpy.isfinite(values)):
+        raise InvalidValueError(
+            f"the offset must be a number (0, or 2**(n_bits-1) for signed codes); got {offset!r}."
+        )
+    if values.size and not numpy.all(numpy.abs(values.astype(numpy.float64)) <= 2.0**62):
+        raise InvalidValueError(
+            f"the offset {offset!r} gives clipping bounds int64 cannot hold; it should be 0, or "
+            f"2**(n_bits-1) for signed codes. Recompute the parameters with "
+            f"compute_quantization_parameters(options, stats)."
+        )
+    return offset

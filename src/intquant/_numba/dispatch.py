@@ -3,18 +3,43 @@
 Each loop computes exactly what its plain-numpy twin in :mod:`intquant.kernels` computes, in the
 same dtypes and the same order of operations, but in one pass without full-size temporaries.
 numba is imported on first use (not by ``import intquant``) and compiled loops are cached on
-disk. Set ``INTQUANT_PURE_NUMPY=1`` before importing intquant to never use them.
+disk (in memory only when numba finds no writable cache directory, as in a read-only install).
+Set ``INTQUANT_PURE_NUMPY=1`` before importing intquant to never use them.
+
+Threads. An array of ``PARALLEL_MIN_SIZE`` elements or more is cut into ``THREADS`` slices: the
+calling thread computes the first and intquant's own thread pool (a
+:class:`concurrent.futures.ThreadPoolExecutor` of ``THREADS - 1`` workers, created on first
+need) the others, each with the serial ``nogil`` loop of :mod:`intquant._numba.loops`, which
+releases the GIL. numba's ``parallel=True``/``prange`` is not used, because none of its
+threading layers is safe everywhere intquant runs: after GNU OpenMP (``omp``) has run, a fork
+child is killed ("fork() called from a process already using GNU OpenMP"), so
+``multiprocessing.Pool`` (fork, Linux's default) hangs; ``workqueue`` aborts the process when two
+Python threads (or dask's threaded scheduler) call a parallel function at once; ``tbb`` is an
+extra package. Python threads over slices have none of these faults: several callers share the
+pool (its workers only run leaf loops, so no caller waits on a worker that waits on it), and a
+fork child forgets the parent's pool (``os.register_at_fork``) and builds its own on first need,
+never touching the parent's, whose threads do not exist in the child. Each slice computes
+exactly what the serial loop computes on it and the per-slice results are combined as before
+(``NAN_FOUND`` outranks ``BEYOND_INT64``; one row of key marks per slice), so results are bit
+for bit the same for any number of slices. Memory-bound loops over numpy slices run as fast on
+these threads as under ``prange``.
 """
 
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, wait
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy
 
 from intquant._numba.status import BEYOND_INT64, NAN_FOUND
+
+if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
 
 __all__ = [
     "BEYOND_INT64",
@@ -33,6 +58,24 @@ __all__ = [
 MIN_SIZE = 50_000
 #: Arrays this large are cut into one slice per thread.
 PARALLEL_MIN_SIZE = 200_000
+
+
+def _default_threads() -> int:
+    """One thread per core this process may use, at most 8 (the loops are memory-bound);
+    ``NUMBA_NUM_THREADS``, when set, caps it as it capped numba's parallel loops."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not on Linux
+        cores = os.cpu_count() or 1
+    threads = min(cores, 8)
+    configured = os.environ.get("NUMBA_NUM_THREADS", "")
+    if configured.strip().isdigit() and int(configured) >= 1:
+        threads = min(threads, int(configured))
+    return max(threads, 1)
+
+
+#: How many slices (threads, the caller's included) a large array is cut into.
+THREADS = _default_threads()
 
 
 _BLOCK = 128  # elements scanned at a time by the partition
@@ -67,9 +110,61 @@ def _loops() -> Any:
     return _numba_loops
 
 
-def _threads() -> int:
-    """How many slices the parallel loops cut an array into: numba's thread count."""
-    return int(_loops().numba.get_num_threads())
+_Result = TypeVar("_Result")
+
+_pool: ThreadPoolExecutor | None = None  # intquant's worker threads, created on first need
+_pool_lock = threading.Lock()
+
+
+def _forget_pool_in_child() -> None:
+    """After ``fork``, in the child: the parent's pool has no threads here; build a new one."""
+    global _pool, _pool_lock
+    _pool = None  # never shut down or used here: it belongs to the parent
+    _pool_lock = threading.Lock()  # another parent thread may have held it during the fork
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
+
+
+def _worker_pool() -> ThreadPoolExecutor:
+    """The pool that runs all slices but each call's first (``THREADS - 1`` workers)."""
+    global _pool
+    pool = _pool
+    if pool is None:
+        with _pool_lock:
+            if _pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                _pool = ThreadPoolExecutor(max_workers=THREADS - 1, thread_name_prefix="intquant")
+            pool = _pool
+    return pool
+
+
+def _parts(size: int) -> int:
+    """How many slices an array of ``size`` elements is cut into."""
+    return THREADS if size >= PARALLEL_MIN_SIZE and THREADS > 1 else 1
+
+
+def _run_slices(task: Callable[[int, int, int], _Result], size: int, parts: int) -> list[_Result]:
+    """``task(part, start, stop)`` for each of ``parts`` slices of ``range(size)`` (the same
+    bounds as ``numba.prange`` over parts gave), in part order: the first on this thread while
+    the pool runs the others."""
+    bounds = [(part, part * size // parts, (part + 1) * size // parts) for part in range(parts)]
+    results: list[Any] = [None] * parts
+    futures: list[tuple[int, Future[_Result]]] = []
+    try:
+        for part, start, stop in bounds[1:]:
+            try:
+                futures.append((part, _worker_pool().submit(task, part, start, stop)))
+            except RuntimeError:  # no new threads (the interpreter is shutting down): run it here
+                results[part] = task(part, start, stop)
+        results[0] = task(*bounds[0])
+    finally:
+        wait([future for _, future in futures])  # no slice outlives the call
+    for part, future in futures:
+        results[part] = future.result()
+    return results
 
 
 def quantize_floats(
@@ -80,30 +175,30 @@ def quantize_floats(
     ``values`` and ``scale`` must share a float32/float64 dtype (the division's) and
     ``zero_point`` have the addition's dtype, both numpy scalars.
     """
-    loops = _loops()
+    quantize_range = _loops().quantize_range
     flat = values.reshape(-1)  # a view when values are contiguous
     codes = numpy.empty(flat.size, dtype=numpy.int64)
     low, high = (float(bounds[0]), float(bounds[1])) if bounds is not None else (0.0, 0.0)
-    if flat.size >= PARALLEL_MIN_SIZE:
-        status = loops.quantize_loop(
-            flat, scale, zero_point, low, high, bounds is not None, codes, _threads()
-        )
-    else:
-        status = loops.quantize_range(
-            flat, scale, zero_point, low, high, bounds is not None, codes, 0, flat.size
-        )
-    return codes.reshape(numpy.shape(values))[()], int(status)  # a 0-d input gives a scalar
+    clip = bounds is not None
+
+    def quantize(part: int, start: int, stop: int) -> int:
+        return int(quantize_range(flat, scale, zero_point, low, high, clip, codes, start, stop))
+
+    # NAN_FOUND outranks BEYOND_INT64, as on the plain path.
+    status = max(_run_slices(quantize, flat.size, _parts(flat.size)))
+    return codes.reshape(numpy.shape(values))[()], status  # a 0-d input gives a scalar
 
 
 def dequantize_codes(codes: numpy.ndarray, scale: numpy.float64, zero_point: numpy.float64) -> Any:
     """``scale * (codes - zero_point)`` in float64, for integer codes and float64 scalars."""
-    loops = _loops()
+    dequantize_range = _loops().dequantize_range
     flat = numpy.ravel(codes)
     values = numpy.empty(flat.size, dtype=numpy.float64)
-    if flat.size >= PARALLEL_MIN_SIZE:
-        loops.dequantize_loop(flat, scale, zero_point, values, _threads())
-    else:
-        loops.dequantize_range(flat, scale, zero_point, values, 0, flat.size)
+
+    def dequantize(part: int, start: int, stop: int) -> None:
+        dequantize_range(flat, scale, zero_point, values, start, stop)
+
+    _run_slices(dequantize, flat.size, _parts(flat.size))
     return values.reshape(numpy.shape(codes))[()]
 
 
@@ -115,25 +210,42 @@ def unique_cents(values: numpy.ndarray, key_low: int, key_high: int) -> tuple[nu
     Every key must lie in ``[key_low, key_high]`` (they do for ``rint(rmin*100)`` and
     ``rint(rmax*100)``: rounding is monotonic).
     """
-    loops = _loops()
-    seen = numpy.zeros((_threads(), key_high - key_low + 1), dtype=numpy.bool_)
-    counts = loops.cents_loop(numpy.ravel(values), values.dtype.type(100), key_low, seen)
-    negatives, positive_zero, negative_zero = counts
+    cents_range = _loops().cents_range
+    flat = numpy.ravel(values)
+    hundred = values.dtype.type(100)
+    parts = _parts(flat.size)
+    seen = numpy.zeros((parts, key_high - key_low + 1), dtype=numpy.bool_)  # marks: a row per slice
+
+    def cents(part: int, start: int, stop: int) -> tuple[int, bool, bool]:
+        return cents_range(flat, hundred, key_low, seen[part], start, stop)
+
+    counts = _run_slices(cents, flat.size, parts)
     keys = numpy.flatnonzero(seen.any(axis=0)) + key_low
-    return keys, int(negatives), bool(positive_zero), bool(negative_zero)
+    negatives = sum(int(count) for count, _, _ in counts)
+    positive_zero = any(bool(positive) for _, positive, _ in counts)
+    negative_zero = any(bool(negative) for _, _, negative in counts)
+    return keys, negatives, positive_zero, negative_zero
 
 
 def round_cents(values: numpy.ndarray) -> numpy.ndarray:
     """``rint(x*100)/100`` of float32/float64 ``values``, flattened, in one pass."""
+    round_range = _loops().round_range
+    flat = numpy.ravel(values)
+    hundred = values.dtype.type(100)
     rounded = numpy.empty(values.size, dtype=values.dtype)
-    _loops().round_loop(numpy.ravel(values), values.dtype.type(100), rounded, _threads())
+
+    def round_slice(part: int, start: int, stop: int) -> None:
+        round_range(flat, hundred, rounded, start, stop)
+
+    _run_slices(round_slice, flat.size, _parts(flat.size))
     return rounded
 
 
 def introsort_element_at(rounded: numpy.ndarray, position: int) -> Any:
     """Element numpy 1.24's introsort leaves at ``position`` (float32/float64, no NaN).
 
-    ``rounded`` is overwritten (it is the caller's scratch copy).
+    ``rounded`` is overwritten (it is the caller's scratch copy). Serial: the partitions depend
+    on each other.
     """
     left_stops = numpy.empty(_BLOCK, dtype=numpy.int64)
     right_stops = numpy.empty(_BLOCK, dtype=numpy.int64)

@@ -1,6 +1,13 @@
 """numba loops behind :mod:`intquant._numba.dispatch`; importing this module imports numba.
 
-Module-level functions, so that numba can cache their machine code on disk.
+Serial loops only: each ``*_range`` loop computes the elements ``[start, stop)`` of an array and
+releases the GIL (``nogil``), so that :mod:`intquant._numba.dispatch` runs the slices of a large
+array on its own threads. Nothing here uses numba's ``parallel=True``: its threading layers are
+not fork-safe (GNU OpenMP) or not thread-safe (workqueue); see dispatch's docstring.
+
+Module-level functions, so that numba can cache their machine code on disk; when it finds no
+writable place for the cache (a read-only install whose user cache directory is read-only too),
+they are compiled in memory on each run instead.
 """
 # mypy: ignore-errors
 
@@ -12,13 +19,18 @@ import numpy
 from intquant._numba.status import BEYOND_INT64, NAN_FOUND
 
 _INT64_LIMIT = 2.0**63  # float64 codes in [-2**63, 2**63) convert to int64 exactly
-
-jit = numba.njit(cache=True, nogil=True, error_model="numpy")
-parallel_jit = numba.njit(cache=True, nogil=True, error_model="numpy", parallel=True)
+_OPTIONS = {"nogil": True, "error_model": "numpy"}
 
 
-# Streaming loops: a serial loop over [start, stop), run on `parts` slices in parallel (one per
-# thread; the caller passes numba.get_num_threads(), which a cached function cannot call).
+def jit(function):
+    """``numba.njit`` with an on-disk cache, or without one when numba has nowhere to write it."""
+    try:
+        return numba.njit(cache=True, **_OPTIONS)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available" (read-only install)
+        return numba.njit(**_OPTIONS)(function)
+
+
+# Streaming loops: a serial loop over [start, stop); dispatch runs one slice per thread.
 @jit
 def quantize_range(values, scale, zero_point, low, high, clip, codes, start, stop):
     # values and scale share the division's dtype; zero_point has the addition's dtype.
@@ -36,26 +48,10 @@ def quantize_range(values, scale, zero_point, low, high, clip, codes, start, sto
     return NAN_FOUND if nan_seen else (BEYOND_INT64 if beyond else 0)
 
 
-@parallel_jit
-def quantize_loop(values, scale, zero_point, low, high, clip, codes, parts):
-    statuses = numpy.zeros(parts, dtype=numpy.int64)
-    for part in numba.prange(parts):
-        start, stop = part * values.size // parts, (part + 1) * values.size // parts
-        statuses[part] = quantize_range(values, scale, zero_point, low, high, clip, codes, start, stop)
-    return statuses.max()  # NAN_FOUND outranks BEYOND_INT64, as on the plain path
-
-
 @jit
 def dequantize_range(codes, scale, zero_point, values, start, stop):
     for index in range(start, stop):
         values[index] = scale * (numpy.float64(codes[index]) - zero_point)
-
-
-@parallel_jit
-def dequantize_loop(codes, scale, zero_point, values, parts):
-    for part in numba.prange(parts):
-        start, stop = part * codes.size // parts, (part + 1) * codes.size // parts
-        dequantize_range(codes, scale, zero_point, values, start, stop)
 
 
 @jit
@@ -78,31 +74,10 @@ def cents_range(values, hundred, key_low, seen, start, stop):
     return negatives, positive_zero, negative_zero
 
 
-@parallel_jit
-def cents_loop(values, hundred, key_low, seen):
-    parts = seen.shape[0]  # one row of marks per slice
-    negatives = numpy.zeros(parts, dtype=numpy.int64)
-    zeros = numpy.zeros((parts, 2), dtype=numpy.bool_)
-    for part in numba.prange(parts):
-        start, stop = part * values.size // parts, (part + 1) * values.size // parts
-        count, positive, negative = cents_range(values, hundred, key_low, seen[part], start, stop)
-        negatives[part] = count
-        zeros[part, 0] = positive
-        zeros[part, 1] = negative
-    return negatives.sum(), zeros[:, 0].any(), zeros[:, 1].any()
-
-
 @jit
 def round_range(values, hundred, rounded, start, stop):
     for index in range(start, stop):
         rounded[index] = numpy.rint(values[index] * hundred) / hundred
-
-
-@parallel_jit
-def round_loop(values, hundred, rounded, parts):
-    for part in numba.prange(parts):
-        start, stop = part * values.size // parts, (part + 1) * values.size // parts
-        round_range(values, hundred, rounded, start, stop)
 
 
 @jit

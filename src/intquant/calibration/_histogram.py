@@ -9,6 +9,7 @@ to another grid when widening or merging) is stated in the package docstring,
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -60,9 +61,18 @@ _STATE_KEYS = ("counts", "low", "high", "minimum", "maximum")
 # -- argument checks
 
 
-def check_bins(bins: Any) -> int:
+#: The most bins a histogram method takes: 2**24 int64 counts are 128 MiB.
+MAX_BINS = 2**24
+
+
+def check_bins(bins: Any, maximum: int = MAX_BINS) -> int:
+    """``bins`` as an int in ``[16, maximum]`` (more would take memory or time without bound)."""
     return check_int(
-        "bins", bins, minimum=_MIN_BINS, advice=f"Use at least {_MIN_BINS} bins; 2048 is the default."
+        "bins",
+        bins,
+        minimum=_MIN_BINS,
+        maximum=maximum,
+        advice=f"Use {_MIN_BINS} to {maximum} bins; 2048 is the default.",
     )
 
 
@@ -458,6 +468,11 @@ def as_range(low: Any, high: Any) -> Range:
 # -- the base of the histogram methods
 
 
+#: Updates and merges of the histogram methods are atomic under this lock (the batch is checked
+#: before it is taken).
+UPDATES = threading.RLock()
+
+
 class HistogramCalibration(Calibrator):
     """What the histogram methods share: collecting batches (:meth:`update`, :meth:`merge`),
     equality and serialization of the collected state. A subclass holds its configuration
@@ -478,16 +493,22 @@ class HistogramCalibration(Calibrator):
 
     def compute_quantization_stats(self, values: Any) -> None:
         """Forget what was collected, then :meth:`update` with ``values``."""
-        self._set_state(self._state.empty().with_values(check_batch(values)))
+        batch = check_batch(values)
+        with UPDATES:
+            self._set_state(self._state.empty().with_values(batch))
 
     def update(self, values: Any) -> None:
-        """Fold a batch in (non-empty, finite, real values; not changed)."""
-        self._set_state(self._state.with_values(check_batch(values)))
+        """Fold a batch in (non-empty, finite, real values; not changed). Atomic: threads may
+        update one object together."""
+        batch = check_batch(values)
+        with UPDATES:
+            self._set_state(self._state.with_values(batch))
 
     def merge(self, other: Any) -> None:
         """Fold in what ``other`` (same class and configuration) collected; ``other`` is unchanged."""
         check_mergeable(self, other, self._config(), other._config())
-        self._set_state(self._state.merged(other._state))
+        with UPDATES:
+            self._set_state(self._state.merged(other._state))
 
     def is_empty(self) -> bool:
         """Whether no values were collected yet."""

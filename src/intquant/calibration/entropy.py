@@ -46,6 +46,11 @@ def _divergence(reference: numpy.ndarray, candidate: numpy.ndarray) -> float:
     return float(numpy.sum(p * numpy.log(p / q)))
 
 
+#: The threshold search costs about ``bins**2`` operations per range: 8192 bins take seconds,
+#: 65536 would take hours.
+MAX_ENTROPY_BINS = 8192
+
+
 def _entropy_bins(counts: numpy.ndarray, levels: int) -> int:
     """The number of bins ``i`` (``levels..bins``) kept by the KL-divergence search."""
     bins = counts.size
@@ -128,7 +133,7 @@ class EntropyStats(
     """
 
     def __init__(self, bins: int = 2048) -> None:
-        self._bins = check_bins(bins)
+        self._bins = check_bins(bins, MAX_ENTROPY_BINS)
         self._set_state(HistogramState(self._bins, absolute=True))
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any, Optional
 
 import numpy
@@ -85,21 +86,23 @@ class MovingAverageMinMaxStats(
         return {"averaging_constant": self._constant}
 
     def _fold(self, low: numpy.float64, high: numpy.float64, observed: Range) -> None:
-        if self._average is None or self._observed is None:
-            self._average, self._observed = (low, high), observed
-            return
-        average_low, average_high = self._average
-        self._average = (
-            numpy.float64(average_low + self._constant * (low - average_low)),
-            numpy.float64(average_high + self._constant * (high - average_high)),
-        )
-        self._observed = (min(self._observed[0], observed[0]), max(self._observed[1], observed[1]))
+        with _UPDATES:
+            if self._average is None or self._observed is None:
+                self._average, self._observed = (low, high), observed
+                return
+            average_low, average_high = self._average
+            self._average = (
+                _moved(average_low, low, self._constant),
+                _moved(average_high, high, self._constant),
+            )
+            self._observed = (min(self._observed[0], observed[0]), max(self._observed[1], observed[1]))
 
     def compute_quantization_stats(self, values: Any) -> None:
         """Forget what was collected, then :meth:`update` with ``values``."""
         low, high = _batch_range(values)
-        self._average = self._observed = None
-        self._fold(low, high, (low, high))
+        with _UPDATES:
+            self._average = self._observed = None
+            self._fold(low, high, (low, high))
 
     def update(self, values: Any) -> None:
         """Fold a batch in (non-empty, finite, real values; not changed)."""
@@ -212,3 +215,19 @@ class MovingAverageMinMaxStats(
             )
         stats._average, stats._observed = (average_min, average_max), (minimum, maximum)
         return stats
+
+
+#: Folding a batch in is atomic (threads may update one object together).
+_UPDATES = threading.RLock()
+
+
+def _moved(average: Any, value: Any, constant: float) -> numpy.float64:
+    """``average + constant * (value - average)`` (torch's update), in float64. Where the
+    difference overflows (ranges near the float maximum), the same point is computed as
+    ``(1 - constant) * average + constant * value``, which stays between the two."""
+    with numpy.errstate(over="ignore", invalid="ignore"):
+        moved = numpy.float64(average + constant * (value - average))
+        if not numpy.isfinite(moved):
+            moved = numpy.float64((1 - constant) * average + constant * value)
+    low, high = min(average, value), max(average, value)
+    return numpy.float64(min(max(moved, low), high))

@@ -3,15 +3,19 @@
 ``.npy`` inputs are memory-mapped and processed in chunks of rows with streaming statistics, so
 files larger than memory work. Outputs are written atomically, never over an input, and replace
 an existing file only with ``--force``. Bad files or options give a one-line error on stderr and
-exit status 2.
+exit status 2. SIGINT, SIGTERM and SIGHUP remove the temporary file and leave an old output as it
+was; the command prints one line and exits with status 128 + the signal's number.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
+import signal
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -47,15 +51,69 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+class _Interrupted(BaseException):
+    """Raised by main()'s signal handlers: a BaseException, so that no ``except Exception`` stops
+    it before the writers' cleanup and main()."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (2 for bad input, with a one-line error)."""
+    """Run the command line; return the exit status (2 for bad input, with a one-line error;
+    128 + N after signal N: SIGINT, SIGTERM or SIGHUP)."""
+    try:
+        with _signals_raise():
+            return _run(argv)
+    except (_Interrupted, KeyboardInterrupt) as interrupt:  # the temporary file is removed by now
+        signum = interrupt.signum if isinstance(interrupt, _Interrupted) else int(signal.SIGINT)
+        print(f"intquant: interrupted by {signal.Signals(signum).name}", file=sys.stderr)
+        return 128 + signum
+
+
+def _run(argv: Sequence[str] | None) -> int:
     arguments = _parser().parse_args(argv)
     try:
         return int(arguments.run(arguments))
-    except (IntquantError, OSError, ValueError, KeyError) as error:
+    except (IntquantError, OSError, ValueError, KeyError, MemoryError) as error:
         message = str(error).splitlines()[0] if str(error) else type(error).__name__
         print(f"intquant: error: {message}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _signals_raise() -> Iterator[None]:
+    """While the block runs, SIGTERM and SIGHUP (and SIGINT, if Python's default handler has it)
+    raise _Interrupted, the first one only: the writers' cleanup is not cut by a second signal.
+    Ignored signals (nohup) stay ignored; the previous handlers come back afterwards. Only in the
+    main thread, where Python runs signal handlers."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if not received:
+            received.append(signum)
+            raise _Interrupted(signum)
+
+    previous: dict[int, Any] = {}
+    try:
+        for name in ("SIGTERM", "SIGHUP", "SIGINT"):
+            signum = getattr(signal, name, None)
+            if signum is None:
+                continue
+            current = signal.getsignal(signum)
+            if current is None or current == signal.SIG_IGN:
+                continue  # set outside Python, or ignored on purpose (nohup)
+            if name == "SIGINT" and current is not signal.default_int_handler:
+                continue
+            previous[signum] = signal.signal(signum, handler)
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 # -- arguments
@@ -134,6 +192,8 @@ def _bit_widths(text: str) -> tuple[int, ...]:
     try:
         if "-" in text:
             first, last = (int(part) for part in text.split("-", 1))
+            if not 1 <= first <= last <= 32:  # before building the range, which may be huge
+                raise argparse.ArgumentTypeError(f"bit widths must be 1 to 32; got {text!r}")
             bits = tuple(range(first, last + 1))
         else:
             bits = tuple(int(part) for part in text.split(","))
@@ -189,7 +249,7 @@ def _calibrate(arguments: argparse.Namespace) -> int:
     stats = _collect(values, arguments.method, arguments.percentile, options, arguments)
     quantizer = UniformQuantizer(options, stats)
     quantizer.compute_quantization_parameters(options, stats)
-    write_text(output, dumps(quantizer))
+    write_text(output, dumps(quantizer), replace=arguments.force)
     print(
         f"wrote a {options.n_bits}-bit {arguments.method} quantizer for {values.shape} {values.dtype} values"
     )
@@ -286,16 +346,16 @@ def _apply(arguments: argparse.Namespace, quantize: bool) -> int:
     layout = plan.layout
     row_multiple = layout.extent[0] if layout is not None and layout.grid and layout.grid[0] > 1 else 1
 
-    def fill(out: numpy.ndarray) -> None:
+    def fill() -> Iterator[numpy.ndarray]:  # the output's rows in order, written as they come
         if values.ndim == 0:
-            out[()] = run(plan, numpy.asarray(values))
+            yield run(plan, numpy.asarray(values))
             return
         rest = (slice(None),) * (values.ndim - 1)
         for part in _progress(list(row_chunks(values.shape, arguments.chunk_size, row_multiple)), arguments):
-            out[part] = run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
+            yield run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
 
     dtype = numpy.dtype(numpy.int64 if quantize else numpy.float64)
-    write_array(output, values.shape, dtype, fill)
+    write_array(output, values.shape, dtype, fill(), replace=arguments.force)
     print(f"wrote {values.shape} {dtype} to {output}")
     return 0
 
@@ -333,7 +393,7 @@ def _report(arguments: argparse.Namespace) -> int:
                 f"{row['method']:<11}{row['n_bits']:>5}{row['mse']:>13.4e}{row['sqnr_db']:>10.2f}{row['max_abs_error']:>12.4g}"
             )
     if arguments.plot is not None:
-        _plot(rows, arguments.plot)
+        _plot(rows, arguments.plot, replace=arguments.force)
     return 0
 
 
@@ -351,7 +411,7 @@ def _json_number(value: Any) -> Any:
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
-def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+def _plot(rows: list[dict[str, Any]], path: Path, *, replace: bool) -> None:
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -372,7 +432,9 @@ def _plot(rows: list[dict[str, Any]], path: Path) -> None:
     axes.set_title("Quantization error against bit width")
     axes.grid(True, alpha=0.3)
     axes.legend()
-    write_file(path, ".png", lambda temporary: figure.savefig(temporary, format="png", dpi=100))
+    write_file(
+        path, ".png", lambda temporary: figure.savefig(temporary, format="png", dpi=100), replace=replace
+    )
     print(f"wrote {path}")
 
 
