@@ -805,3 +805,37 @@ def test_hypothesis_backends(drawn: tuple[UniformQuantizer, numpy.ndarray]) -> N
                 problems.append(f"{name} {operation}: {problem}")
     if problems:
         pytest.fail(f"{quantizer!r}\nvalues {values.dtype} {values.tolist()}\n" + "\n".join(problems))
+
+
+def test_one_element_parameters_promote_as_arrays_in_every_backend() -> None:
+    # A zero point of shape (1,) broadcasts like a scalar but promotes like an array: float16
+    # values plus an int64 array are added in float64 (a scalar 0 would keep float16).
+    quantizer = UniformQuantizer(
+        QuantizationOptions(2), None, UniformQuantizationParameters(0.25, numpy.array([0]), 0)
+    )
+    values = numpy.array([0.3, 0.6, 1.0, 0.126], dtype=numpy.float16)
+    case = Case("one-element", lambda: quantizer, values)
+    installed = {
+        name: run
+        for name, (run, modules) in BACKENDS.items()
+        if all(importlib.util.find_spec(module.split(".")[0]) for module in modules)
+    }
+    for operation in OPERATIONS:
+        array = _input(case, operation)
+        for name, run in installed.items():
+            problem = conformance_problem(
+                lambda run=run, array=array, operation=operation: run(quantizer, array, operation),
+                _reference(case, operation),
+            )
+            assert problem is None, f"{name} {operation}: {problem}"
+
+
+def test_the_exact_onnx_export_refuses_0d_input_against_array_parameters() -> None:
+    pytest.importorskip("onnx")
+    from intquant.onnx import quantize_model
+
+    quantizer = UniformQuantizer(
+        QuantizationOptions(2), None, UniformQuantizationParameters(0.25, numpy.array([0]), 0)
+    )
+    with pytest.raises(intquant.errors.InvalidValueError, match="quantizer on input of rank 0"):
+        quantize_model(quantizer, exact=True, input_dtype=numpy.float16, shape=())

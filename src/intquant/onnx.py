@@ -193,6 +193,14 @@ def quantize_model(
     dims = export.input_dims(shape)
     if exact:
         plan = quantizer.quant_plan(dtype, export.plan_shape(len(dims)))
+        if plan.generic:
+            raise InvalidValueError(
+                f"the exact export cannot reproduce this quantizer on input of rank {len(dims)}: its "
+                f"array parameters have more dimensions (numpy would broadcast the codes to another "
+                f"shape), or the input is 0-d (numpy 1.24 promotes a 0-d value against arrays by the "
+                f"value itself, which a graph cannot know in advance). Export with a shape of higher "
+                f"rank, or use scalar parameters."
+            )
         onnx_module = _import_onnx()
         graph = _Graph(onnx_module)
         graph.exact_quantize(export, plan, dtype)
@@ -366,6 +374,14 @@ class _Export:
         if not settings.grouped:
             scale = _float_parameter(scale, "scale")
             zero_point = _float_parameter(zero_point, "zero_point")
+            parameters = (scale, zero_point, offset)
+            if all(numpy.size(value) == 1 for value in parameters):
+                # one-element arrays: one value each (the exact export takes their dtypes from
+                # the quantizer's plan, where they promote as arrays)
+                scale, zero_point, offset = (
+                    numpy.asarray(value).reshape(())[()] if numpy.ndim(value) else value
+                    for value in parameters
+                )
             if numpy.ndim(scale) or numpy.ndim(zero_point) or numpy.ndim(offset):
                 raise InvalidValueError(
                     f"a per-tensor quantizer needs a single scale, zero point and offset; got "

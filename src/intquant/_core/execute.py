@@ -75,7 +75,7 @@ def quantize(
         If a value is NaN, or, without clipping, if its code is infinite or outside int64.
     """
     operand = as_numpy_operand(values)
-    plan = tensor_quant_plan(operand.dtype, numpy.ndim(operand) == 0, scale, zero_point, bounds, rounding)
+    plan = tensor_quant_plan(operand.dtype, numpy.ndim(operand), scale, zero_point, bounds, rounding)
     return quantize_with(plan, operand, rng)
 
 
@@ -86,7 +86,7 @@ def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Any, zero_point: A
     """
     operand = as_numpy_operand(qvalues)
     return dequantize_with(
-        tensor_dequant_plan(operand.dtype, numpy.ndim(operand) == 0, scale, zero_point), operand
+        tensor_dequant_plan(operand.dtype, numpy.ndim(operand), scale, zero_point), operand
     )
 
 

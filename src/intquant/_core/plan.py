@@ -292,7 +292,7 @@ def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tupl
         shape does not fit per-axis/per-block parameters.
     """
     grouped = settings.grouped
-    key = (settings.key(), dtype, tuple(shape) if grouped else not shape)
+    key = (settings.key(), dtype, tuple(shape) if grouped else len(shape))
     plan = _QUANT_PLANS.lookup(key)
     if plan is None:
         plan = _QUANT_PLANS.store(key, _build_quant_plan(settings, numpy.dtype(dtype), tuple(shape)))
@@ -323,7 +323,7 @@ def dequant_plan_for(
         _fingerprint(zero_point),
         granularity if grouped else None,
         dtype,
-        tuple(shape) if grouped else not shape,
+        tuple(shape) if grouped else len(shape),
     )
     plan = _DEQUANT_PLANS.lookup(key)
     if plan is None:
@@ -340,21 +340,20 @@ def _build_quant_plan(
 ) -> QuantPlan:
     check_scale(settings.scale)
     n_bits = check_n_bits(settings.n_bits) if settings.unclipped is None else 0
-    scalar_input = len(shape) == 0
     if settings.grouped:
         return _grouped_quant_plan(settings, dtype, shape, n_bits)
     bounds = None
     if settings.unclipped is None:
         bounds = integer_bounds(n_bits, _checked_offset(settings.offset), settings.is_narrow)
     return tensor_quant_plan(
-        dtype, scalar_input, settings.scale, settings.zero_point, bounds, settings.rounding,
+        dtype, len(shape), settings.scale, settings.zero_point, bounds, settings.rounding,
         unclipped=settings.unclipped, convention=settings.convention,
     )  # fmt: skip
 
 
 def tensor_quant_plan(
     dtype: numpy.dtype[Any],
-    scalar_input: bool,
+    rank: int,
     scale: Any,
     zero_point: Any,
     bounds: tuple[Any, Any] | None,
@@ -363,18 +362,19 @@ def tensor_quant_plan(
     unclipped: str | None = NO_CLIPPING,
     convention: str = CONCRETE_ML_1_7,
 ) -> QuantPlan:
-    """The per-tensor plan for ``dtype`` values (0-d if ``scalar_input``), parameters as given
-    (unchecked: the kernels' entry point) and ``bounds`` (None: no clipping, ``unclipped`` says
-    why). Array parameters make a generic plan (numpy broadcasting)."""
+    """The per-tensor plan for ``dtype`` values of ``rank`` dimensions (0: numpy's scalar rules),
+    parameters as given (unchecked: the kernels' entry point) and ``bounds`` (None: no clipping,
+    ``unclipped`` says why). Array parameters make a generic plan (numpy broadcasting), unless
+    each holds one value in at most ``rank`` dimensions."""
     key = (
-        numpy.dtype(dtype), scalar_input, _fingerprint(scale), _fingerprint(zero_point),
+        numpy.dtype(dtype), rank, _fingerprint(scale), _fingerprint(zero_point),
         None if bounds is None else (_fingerprint(bounds[0]), _fingerprint(bounds[1])),
         rounding, unclipped if bounds is None else None, convention,
     )  # fmt: skip
     return _QUANT_PLANS.get(
         key,
         lambda: _tensor_quant_plan(
-            numpy.dtype(dtype), scalar_input, scale, zero_point, bounds, rounding,
+            numpy.dtype(dtype), rank, scale, zero_point, bounds, rounding,
             None if bounds is not None else unclipped, convention,
         ),
     )  # fmt: skip
@@ -382,7 +382,7 @@ def tensor_quant_plan(
 
 def _tensor_quant_plan(
     dtype: numpy.dtype[Any],
-    scalar_input: bool,
+    rank: int,
     scale: Any,
     zero_point: Any,
     bounds: tuple[Any, Any] | None,
@@ -390,9 +390,27 @@ def _tensor_quant_plan(
     unclipped: str | None,
     convention: str,
 ) -> QuantPlan:
+    scalar_input = rank == 0
     scale_operand, zero_point_operand = as_numpy_operand(scale), as_numpy_operand(zero_point)
     generic = numpy.ndim(scale_operand) > 0 or numpy.ndim(zero_point_operand) > 0
     generic = generic or (bounds is not None and numpy.ndim(bounds[0]) > 0)
+    if generic and not scalar_input and _one_value_each(scale_operand, zero_point_operand, bounds, rank):
+        # one-element parameters (shape (1,), (1, 1), ...) broadcast like scalars over values of
+        # at least their rank, but promote like arrays: numpy 1.24's dtypes come from the arrays
+        division, addition = _quant_dtypes(dtype, scalar_input, scale_operand, zero_point_operand)
+        if bounds is not None:
+            bounds = (numpy.asarray(bounds[0]).item(), numpy.asarray(bounds[1]).item())
+        step = QuantStep(
+            division,
+            addition,
+            numpy.asarray(scale_operand, dtype=division).reshape(())[()],
+            numpy.asarray(zero_point_operand, dtype=addition).reshape(())[()],
+            None,
+        )
+        return QuantPlan(
+            convention, dtype, scalar_input, None, (step,), rounding, bounds, bounds, unclipped, False,
+            scale, zero_point,
+        )  # fmt: skip
     span = None
     if bounds is not None:
         span = (
@@ -473,7 +491,6 @@ def _build_dequant_plan(
             f"the scale must be a float or a float64 array to dequantize; got {scale!r} of "
             f"type {type(scale).__name__}. Set it with numpy.float64(scale)."
         )
-    scalar_input = len(shape) == 0
     if settings.grouped:
         scale = numpy.asarray(scale)
         layout = BlockLayout.for_values(shape, settings.granularity)
@@ -487,38 +504,47 @@ def _build_dequant_plan(
         return DequantPlan(
             settings.convention, dtype, False, layout, steps, result, False, scale, settings.zero_point
         )
-    return tensor_dequant_plan(
-        dtype, scalar_input, scale, settings.zero_point, convention=settings.convention
-    )
+    return tensor_dequant_plan(dtype, len(shape), scale, settings.zero_point, convention=settings.convention)
 
 
 def tensor_dequant_plan(
     dtype: numpy.dtype[Any],
-    scalar_input: bool,
+    rank: int,
     scale: Any,
     zero_point: Any,
     *,
     convention: str = CONCRETE_ML_1_7,
 ) -> DequantPlan:
-    """The per-tensor plan dequantizing ``dtype`` codes (0-d if ``scalar_input``), parameters as
-    given (unchecked); array parameters make a generic plan."""
-    key = (numpy.dtype(dtype), scalar_input, _fingerprint(scale), _fingerprint(zero_point), convention)
+    """The per-tensor plan dequantizing ``dtype`` codes of ``rank`` dimensions (0: numpy's scalar
+    rules), parameters as given (unchecked); array parameters make a generic plan unless each
+    holds one value in at most ``rank`` dimensions."""
+    key = (numpy.dtype(dtype), rank, _fingerprint(scale), _fingerprint(zero_point), convention)
     return _DEQUANT_PLANS.get(
-        key, lambda: _tensor_dequant_plan(numpy.dtype(dtype), scalar_input, scale, zero_point, convention)
+        key, lambda: _tensor_dequant_plan(numpy.dtype(dtype), rank, scale, zero_point, convention)
     )
 
 
 def _tensor_dequant_plan(
-    dtype: numpy.dtype[Any], scalar_input: bool, scale: Any, zero_point: Any, convention: str
+    dtype: numpy.dtype[Any], rank: int, scale: Any, zero_point: Any, convention: str
 ) -> DequantPlan:
+    scalar_input = rank == 0
     zero_point_operand = as_numpy_operand(zero_point)
-    if numpy.ndim(scale) > 0 or numpy.ndim(zero_point_operand) > 0:
+    scale_operand = as_numpy_operand(scale)
+    arrays = numpy.ndim(scale_operand) > 0 or numpy.ndim(zero_point_operand) > 0
+    if arrays and (scalar_input or not _one_value_each(scale_operand, zero_point_operand, None, rank)):
         return DequantPlan(convention, dtype, scalar_input, None, (), None, True, scale, zero_point)
-    zero = numpy.float64(zero_point_operand)
+    # one-element arrays broadcast like scalars but promote like arrays (see tensor_quant_plan)
+    zero = numpy.asarray(zero_point_operand, dtype=numpy.float64)[()]
     codes = numpy.empty(() if scalar_input else (1,), dtype)
     subtraction = legacy_result_type(codes, zero)
-    multiplication = legacy_result_type(as_numpy_operand(scale), numpy.empty(codes.shape, subtraction))
-    step = DequantStep(subtraction, multiplication, subtraction.type(zero), multiplication.type(scale), None)
+    multiplication = legacy_result_type(scale_operand, numpy.empty(codes.shape, subtraction))
+    step = DequantStep(
+        subtraction,
+        multiplication,
+        numpy.asarray(zero, dtype=subtraction).reshape(())[()],
+        numpy.asarray(scale_operand, dtype=multiplication).reshape(())[()],
+        None,
+    )
     return DequantPlan(
         convention, dtype, scalar_input, None, (step,), multiplication, False, scale, zero_point
     )
@@ -694,3 +720,9 @@ def _checked_offset(offset: Any) -> Any:
             f"compute_quantization_parameters(options, stats)."
         )
     return offset
+
+
+def _one_value_each(scale: Any, zero_point: Any, bounds: tuple[Any, Any] | None, rank: int) -> bool:
+    """Whether every parameter holds one value, in at most ``rank`` dimensions."""
+    parameters = [scale, zero_point, *(bounds or ())]
+    return all(numpy.size(value) == 1 and numpy.ndim(value) <= rank for value in parameters)
