@@ -457,16 +457,7 @@ def _grouped_steps(
 ) -> tuple[QuantStep, ...]:
     """One step per ``(division, addition)`` pair of dtypes the blocks need."""
     divisions, division_index = legacy_result_types(dtype, scale)
-    divisions = [_computed_in(division) for division in divisions]
-    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray] = {}
-    for position, division in enumerate(divisions):
-        selected = division_index == position
-        additions, addition_index = legacy_result_types(division, zero_point[selected])
-        for inner, addition in enumerate(additions):
-            mask = numpy.zeros(scale.shape, dtype=bool)
-            mask[selected] = addition_index == inner
-            key = (division, addition)
-            groups[key] = groups[key] | mask if key in groups else mask
+    groups = _dtype_groups([_computed_in(division) for division in divisions], division_index, zero_point)
     steps = []
     for (division, addition), mask in groups.items():
         blocks = None if len(groups) == 1 else layout.laid_out(mask)
@@ -477,6 +468,24 @@ def _grouped_steps(
             QuantStep(division, addition, layout.laid_out(scales), layout.laid_out(zero_points), blocks)
         )
     return tuple(steps)
+
+
+def _dtype_groups(
+    firsts: list[numpy.dtype[Any]], first_index: numpy.ndarray, second_operands: numpy.ndarray
+) -> dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray]:
+    """The blocks (a mask over the grid) of each pair of dtypes: a block's first operation runs
+    in ``firsts[first_index]``, and its second in numpy 1.24's dtype for an array of that dtype
+    and the block's ``second_operands`` value as a scalar."""
+    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray] = {}
+    for position, first in enumerate(firsts):
+        selected = first_index == position
+        seconds, second_index = legacy_result_types(first, second_operands[selected])
+        for inner, second in enumerate(seconds):
+            mask = numpy.zeros(first_index.shape, dtype=bool)
+            mask[selected] = second_index == inner
+            key = (first, second)
+            groups[key] = groups[key] | mask if key in groups else mask
+    return groups
 
 
 def _build_dequant_plan(
@@ -556,17 +565,9 @@ def _grouped_dequant_steps(
     zero_point: numpy.ndarray,
     layout: BlockLayout,
 ) -> tuple[tuple[DequantStep, ...], numpy.dtype[Any]]:
-    dtypes, subtraction_index = subtractions
-    groups: dict[tuple[numpy.dtype[Any], numpy.dtype[Any]], numpy.ndarray] = {}
-    for position, subtraction in enumerate(dtypes):
-        selected = subtraction_index == position
-        # scale * centered: the scale is the scalar, the centered codes the array
-        multiplications, multiplication_index = legacy_result_types(subtraction, scale[selected])
-        for inner, multiplication in enumerate(multiplications):
-            mask = numpy.zeros(scale.shape, dtype=bool)
-            mask[selected] = multiplication_index == inner
-            key = (subtraction, multiplication)
-            groups[key] = groups[key] | mask if key in groups else mask
+    """One step per ``(subtraction, multiplication)`` pair of dtypes (in ``scale * centered``
+    the scale is the scalar), and the dtype of the merged values."""
+    groups = _dtype_groups(subtractions[0], subtractions[1], scale)
     steps = []
     for (subtraction, multiplication), mask in groups.items():
         blocks = None if len(groups) == 1 else layout.laid_out(mask)
