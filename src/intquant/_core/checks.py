@@ -114,14 +114,17 @@ def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
     InvalidTypeError
         If the values are not numbers (strings, objects, complex numbers).
     """
-    if isinstance(values, numpy.ma.MaskedArray):
+    if type(values) is numpy.ndarray:  # the usual case, checked quickly
+        if values.dtype.kind in _REAL_KINDS:
+            return values
+    elif isinstance(values, numpy.ma.MaskedArray):
         raise InvalidTypeError(
             f"{what} are a masked array (shape {values.shape}, dtype {values.dtype}); intquant does "
             f"not take masked arrays, whose mask numpy.min/max would honour but numpy.unique and "
             f"the arithmetic would not. Pass values.compressed() (the unmasked values) or "
             f"values.filled(fill_value)."
         )
-    if type(values).__module__.partition(".")[0] == "torch":
+    elif type(values).__module__.partition(".")[0] == "torch":
         raise InvalidTypeError(
             f"{what} are a torch.Tensor; the numpy API takes numpy arrays. Use "
             f"intquant.torch.TorchUniformQuantizer(quantizer) to quantize tensors on their device, "
@@ -221,7 +224,7 @@ def check_range(stats: Any) -> tuple[Any, Any]:
         raise InvalidValueError(
             f"'rmin' and 'rmax' must have one shape; got {numpy.shape(rmin)} and {numpy.shape(rmax)}."
         )
-    if numpy.any(numpy.asarray(rmin) > numpy.asarray(rmax)):
+    if (rmin > rmax) if numpy.ndim(rmin) == 0 else numpy.any(numpy.asarray(rmin) > numpy.asarray(rmax)):
         raise InvalidValueError(
             f"'rmin' must not exceed 'rmax'; got rmin={rmin!r} and rmax={rmax!r}. Swap them, or "
             f"compute the statistics with compute_quantization_stats(values)."

@@ -150,6 +150,8 @@ def _run_slices(task: Callable[[int, int, int], _Result], size: int, parts: int)
     """``task(part, start, stop)`` for each of ``parts`` slices of ``range(size)`` (the same
     bounds as ``numba.prange`` over parts gave), in part order: the first on this thread while
     the pool runs the others."""
+    if parts == 1:  # small arrays: no thread, no waiting
+        return [task(0, 0, size)]
     bounds = [(part, part * size // parts, (part + 1) * size // parts) for part in range(parts)]
     results: list[Any] = [None] * parts
     futures: list[tuple[int, Future[_Result]]] = []
@@ -180,12 +182,16 @@ def quantize_floats(
     codes = numpy.empty(flat.size, dtype=numpy.int64)
     low, high = (float(bounds[0]), float(bounds[1])) if bounds is not None else (0.0, 0.0)
     clip = bounds is not None
+    parts = _parts(flat.size)
+    if parts == 1:  # the usual small call: straight to the loop
+        status = int(quantize_range(flat, scale, zero_point, low, high, clip, codes, 0, flat.size))
+        return codes.reshape(numpy.shape(values))[()], status
 
     def quantize(part: int, start: int, stop: int) -> int:
         return int(quantize_range(flat, scale, zero_point, low, high, clip, codes, start, stop))
 
     # NAN_FOUND outranks BEYOND_INT64, as on the plain path.
-    status = max(_run_slices(quantize, flat.size, _parts(flat.size)))
+    status = max(_run_slices(quantize, flat.size, parts))
     return codes.reshape(numpy.shape(values))[()], status  # a 0-d input gives a scalar
 
 
@@ -194,11 +200,15 @@ def dequantize_codes(codes: numpy.ndarray, scale: numpy.float64, zero_point: num
     dequantize_range = _loops().dequantize_range
     flat = numpy.ravel(codes)
     values = numpy.empty(flat.size, dtype=numpy.float64)
+    parts = _parts(flat.size)
+    if parts == 1:  # the usual small call: straight to the loop
+        dequantize_range(flat, scale, zero_point, values, 0, flat.size)
+        return values.reshape(numpy.shape(codes))[()]
 
     def dequantize(part: int, start: int, stop: int) -> None:
         dequantize_range(flat, scale, zero_point, values, start, stop)
 
-    _run_slices(dequantize, flat.size, _parts(flat.size))
+    _run_slices(dequantize, flat.size, parts)
     return values.reshape(numpy.shape(codes))[()]
 
 
