@@ -126,3 +126,14 @@ def test_a_restricted_plan_gives_a_region_the_codes_of_the_whole(
     part_values = dequantize_with(restricted_dequant_plan(dequant_plan, region), codes[region].copy())
     assert part_values.dtype == restored.dtype
     assert numpy.array_equal(part_values, restored[region])
+
+
+def test_changing_a_parameter_array_in_place_never_reaches_a_cached_plan() -> None:
+    first = _quantizer(axis=0)
+    codes = first.quant(MATRIX)
+    first.scale[0] *= 2  # in place: the cached plan keeps its own copy
+    assert not numpy.array_equal(first.quant(MATRIX), codes)
+    twin = _quantizer(axis=0)  # the original values again: the first plan, unchanged
+    assert numpy.array_equal(twin.quant(MATRIX), codes)
+    plan = twin.quant_plan(MATRIX.dtype, MATRIX.shape)
+    assert not plan.scale.flags.writeable

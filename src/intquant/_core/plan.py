@@ -202,6 +202,7 @@ class QuantPlan:
     compiled: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        _own_parameters(self)
         compiled = (
             self.layout is None
             and not self.generic
@@ -255,6 +256,7 @@ class DequantPlan:
     may_overflow: bool = field(init=False)
 
     def __post_init__(self) -> None:
+        _own_parameters(self)
         object.__setattr__(self, "may_overflow", self.generic or any(map(self._may_overflow, self.steps)))
         integer_codes = (
             self.layout is None
@@ -727,3 +729,14 @@ def _one_value_each(scale: Any, zero_point: Any, bounds: tuple[Any, Any] | None,
     """Whether every parameter holds one value, in at most ``rank`` dimensions."""
     parameters = [scale, zero_point, *(bounds or ())]
     return all(numpy.size(value) == 1 and numpy.ndim(value) <= rank for value in parameters)
+
+
+def _own_parameters(plan: Any) -> None:
+    """Give a plan its own read-only copies of array parameters: plans are cached by the values
+    they were made for, so a caller changing its array in place must not change the plan."""
+    for name in ("scale", "zero_point"):
+        value = getattr(plan, name)
+        if isinstance(value, numpy.ndarray):
+            owned = value.copy()
+            owned.flags.writeable = False
+            object.__setattr__(plan, name, owned)
