@@ -249,6 +249,9 @@ class UniformQuantizer(
             If scale or zero point are not set.
         InvalidDtypeError
             If the scale is neither a float nor a float64 array.
+        InvalidValueError
+            If a finite code's value would overflow to an infinity (values near the float
+            maximum), or the codes' shape does not fit per-axis/per-block parameters.
         """
         scale, zero_point, _ = self._require_parameters(need_offset=False)
         operand = as_real_array(qvalues, "quantized values")
