@@ -404,11 +404,7 @@ def check_loaded_parameter_shapes(
         return None
     first, grid = grids[0]
     for name, shape in shapes.items():
-        try:
-            fits = numpy.broadcast_shapes(shape, grid) == grid
-        except ValueError:
-            fits = False
-        if not fits:
+        if not _broadcasts_to(shape, grid):
             raise SerializationError(
                 f"{owner} fields '{first}' and '{name}' must be arrays of one shape (or one "
                 f"element); got shapes {grid} and {shape}, which fit no granularity."
@@ -503,12 +499,16 @@ def check_loaded_broadcast(owner: str, name: str, value: Any, grid: tuple[int, .
     if grid is None or not isinstance(value, (numpy.ndarray, numpy.generic)):
         return
     shape = numpy.shape(value)
-    try:
-        fits = numpy.broadcast_shapes(shape, grid) == shape
-    except ValueError:
-        fits = False
-    if not fits:
+    if not _broadcasts_to(grid, shape):
         raise SerializationError(
             f"{owner} field '{name}' has shape {shape}, against which the quantizer's per-channel "
             f"parameters of shape {grid} do not broadcast (their codes would have another shape)."
         )
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Whether an array of ``shape`` broadcasts against ``target`` without changing it."""
+    try:
+        return numpy.broadcast_shapes(shape, target) == tuple(target)
+    except ValueError:
+        return False

@@ -103,10 +103,6 @@ class _PlanCache:
         plan = self._plans.get(key)
         return plan if plan is not None else self.store(key, build())
 
-    def clear(self) -> None:
-        with self._lock:
-            self._plans.clear()
-
 
 _QUANT_PLANS = _PlanCache(256)
 _DEQUANT_PLANS = _PlanCache(256)
@@ -175,7 +171,7 @@ class QuantStep:
 class QuantPlan:
     """Everything ``quant`` computes for one quantizer, input dtype and shape.
 
-    ``layout`` is None per tensor (the plan then fits any shape of the same ``scalar_input``);
+    ``layout`` is None per tensor (the plan then fits any shape of the same rank);
     ``bounds`` are ints, or int64 arrays of the layout's ``parameter_shape`` when blocks differ,
     or None without clipping (``unclipped`` says why); ``span`` is the widest ``(low, high)``.
     A ``generic`` plan has no steps: numpy's own broadcasting with numpy 1.24's dtypes per
