@@ -47,9 +47,16 @@ test-oldest: $(OLDEST_VENV)/.installed
 docs: $(VENV)/.installed
 	$(VENV)/bin/python -m sphinx -W --keep-going -b html docs build/docs
 
-# Speed against the reference's formulas and a numpy copy, N = 1e3 to 1e8 (a few minutes).
-bench: $(VENV)/.installed
+# Speed against the reference's formulas and a numpy copy, N = 1e3 to 1e8 (a few minutes); then
+# against peers, each comparison in one process (docs/benchmarks.md): PyTorch's observers and ONNX
+# Runtime on numpy 2, and those again with Concrete ML 1.7.0's own quantizers on numpy 1.24 (its
+# wheel is downloaded from PyPI into the temp dir, never installed). `make bench PEERS=--quick`
+# runs a subset of the peers in about a minute.
+PEERS ?=
+bench: $(VENV)/.installed $(OLDEST_VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench.py
+	$(VENV)/bin/python benchmarks/peers.py --sections 2,3 $(PEERS)
+	$(OLDEST_VENV)/bin/python benchmarks/peers.py $(PEERS)
 
 clean:
 	rm -rf $(VENV) $(OLDEST_VENV) build src/*.egg-info

@@ -101,9 +101,11 @@ def test_smallest_code_dtype() -> None:
 
 def test_unsupported_code_dtype() -> None:
     with pytest.raises(
-        TypeError, match="quant can return codes as int64, int32, float32, float64 or 'smallest'"
+        TypeError,
+        match="quant can return codes as int8, uint8, int16, uint16, int32, uint32, int64, float32, "
+        "float64 or 'smallest'",
     ):
-        _quantizer().quant(numpy.zeros(3), dtype=numpy.int16)
+        _quantizer().quant(numpy.zeros(3), dtype=numpy.float16)
 
 
 def test_codes_that_a_dtype_cannot_hold() -> None:

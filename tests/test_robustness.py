@@ -218,6 +218,6 @@ def test_a_failed_stochastic_quant_leaves_the_random_stream_untouched() -> None:
     twin.quant(values)
     with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
         quantizer.quant(numpy.array([0.5, numpy.nan]))
-    with pytest.raises(InvalidTypeError, match="int64, int32, float32, float64 or 'smallest'"):
+    with pytest.raises(InvalidTypeError, match="int32, uint32, int64, float32, float64 or 'smallest'"):
         quantizer.quant(values, dtype=numpy.complex64)
     assert numpy.array_equal(quantizer.quant(values), twin.quant(values))

@@ -29,7 +29,7 @@ import numpy
 
 from intquant._core.checks import check_options, is_integer
 from intquant._core.execute import dequantize_with, quantize_with
-from intquant._core.formulas import convert_codes, minmax_statistics
+from intquant._core.formulas import code_dtype, fitting_code_dtype, minmax_statistics
 from intquant._core.granularity import BlockLayout, granularity_of
 from intquant._core.plan import DequantPlan, QuantPlan, restricted_dequant_plan, restricted_quant_plan
 from intquant.errors import (
@@ -405,8 +405,10 @@ def quant(
     array : dask.array.Array
         Values to quantize; a numpy array is wrapped with ``dask.array.asarray``.
     dtype : optional
-        The codes' dtype: int64 (default), int32, float32, float64, or ``"smallest"`` (the
-        smallest integer dtype holding the clipping range).
+        The codes' dtype: int64 (default), int8, uint8, int16, uint16, int32, uint32, float32,
+        float64 (each must hold every code exactly), or ``"smallest"`` (the smallest integer
+        dtype holding the clipping range). Each chunk's codes are computed and stored in it in
+        one pass, as :meth:`~intquant.UniformQuantizer.quant` does.
 
     Returns
     -------
@@ -445,19 +447,20 @@ def quant(
     plan = _quantizer(quantizer).quant_plan(values.dtype, values.shape)  # every check, now
     if plan.generic:
         raise _unchunkable(plan.scale, plan.zero_point)
-    span = plan.span
-    if isinstance(dtype, str) and dtype == "smallest" and span is None:
-        raise InvalidValueError(
-            "quant cannot choose the 'smallest' dtype for a dask array without clipping: it would "
-            "depend on every code. Pass an explicit dtype (int64 holds every code)."
-        )
-    out_dtype = (
-        numpy.dtype(numpy.int64)
-        if dtype is None
-        else convert_codes(numpy.zeros(1, numpy.int64), dtype, span).dtype
-    )
+    out_dtype = numpy.dtype(numpy.int64)
+    if dtype is not None:  # checked now against the clipping range (without clipping: by each chunk)
+        requested = code_dtype(dtype)
+        if plan.span is not None:
+            out_dtype = fitting_code_dtype(requested, *plan.span)
+        elif isinstance(requested, str):  # "smallest"
+            raise InvalidValueError(
+                "quant cannot choose the 'smallest' dtype for a dask array without clipping: it "
+                "would depend on every code. Pass an explicit dtype (int64 holds every code)."
+            )
+        else:
+            out_dtype = requested
     meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
-    return values.map_blocks(_quantize_chunk, plan, dtype, out_dtype, dtype=out_dtype, meta=meta)
+    return values.map_blocks(_quantize_chunk, plan, out_dtype, dtype=out_dtype, meta=meta)
 
 
 def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray) -> dask.array.Array:
@@ -526,13 +529,15 @@ def _region(block_info: Any) -> tuple[slice, ...]:
 
 
 def _quantize_chunk(
-    chunk: numpy.ndarray, plan: QuantPlan, dtype: Any, out_dtype: numpy.dtype[Any], block_info: Any = None
+    chunk: numpy.ndarray, plan: QuantPlan, out_dtype: numpy.dtype[Any], block_info: Any = None
 ) -> numpy.ndarray:
-    """Codes of one chunk: the whole array's plan restricted to the chunk's blocks."""
+    """Codes of one chunk, of ``out_dtype`` (the whole array's, never ``"smallest"``, which a
+    chunk's narrower bounds could resolve otherwise): the whole array's plan restricted to the
+    chunk's blocks."""
     if chunk.size == 0:
         return numpy.empty(chunk.shape, dtype=out_dtype)
-    codes = quantize_with(restricted_quant_plan(plan, _region(block_info)), chunk)
-    return numpy.asarray(convert_codes(codes, dtype, plan.span))
+    codes = quantize_with(restricted_quant_plan(plan, _region(block_info)), chunk, dtype=out_dtype)
+    return numpy.asarray(codes)
 
 
 def _dequantize_chunk(chunk: numpy.ndarray, plan: DequantPlan, block_info: Any = None) -> numpy.ndarray:

@@ -6,6 +6,7 @@ from typing import Any, Optional, Union
 
 import numpy
 
+from intquant._core.blockwise import choose_block_parameters
 from intquant._core.calibrator import Calibrator
 from intquant._core.checks import (
     check_loaded_parameter_shapes,
@@ -17,7 +18,6 @@ from intquant._core.codec import JSONSerializable
 from intquant._core.formulas import (
     STABILITY_CONST,
     adjust_parameters_to_power_of_two,
-    block_parameters,
     choose_uniform_parameters,
     range_including_zero,
 )
@@ -122,9 +122,11 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
 
     ``scale`` is a scale set before the call; asymmetric, non-QAT quantization keeps it. Per-axis
     or per-block statistics (arrays ``rmin``/``rmax``, a list of ``uvalues``) give arrays of
-    parameters, each block's computed exactly as for a tensor of its own. A calibration object
-    (``intquant.calibration``) supplies its clipping range for these options. The extra options
-    ``zero_in_range`` and ``power_of_two_scale`` adjust the range and the scale.
+    parameters, each block's computed exactly as for a tensor of its own (for all blocks at once:
+    :func:`intquant._core.blockwise.choose_block_parameters`). ``uvalues`` is read only for
+    asymmetric QAT options that are not precomputed, the only ones that use it. A calibration
+    object (``intquant.calibration``) supplies its clipping range for these options. The extra
+    options ``zero_in_range`` and ``power_of_two_scale`` adjust the range and the scale.
 
     Raises
     ------
@@ -136,14 +138,18 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
         When the parameters would not be finite.
     """
     n_bits = check_options(options)
+    is_signed, is_symmetric = bool(options.is_signed), bool(options.is_symmetric)
+    is_qat, is_precomputed_qat = bool(options.is_qat), bool(options.is_precomputed_qat)
     if isinstance(stats, Calibrator):
         rmin, rmax = stats.range_for(options)
         uvalues: Any = None
     else:
         rmin, rmax = check_range(stats)
-        uvalues = stats.uvalues
+        # Only a QAT grid check reads uvalues, which may be computed when first read.
+        uvalues = stats.uvalues if is_qat and not is_precomputed_qat and not is_symmetric else None
     zero_in_range = bool(getattr(options, "zero_in_range", False))
     power_of_two = bool(getattr(options, "power_of_two_scale", False))
+    preset_scale = scale if numpy.ndim(scale) == 0 else None
 
     def choose(low: Any, high: Any, block_uvalues: Any) -> tuple[Any, Any, int]:
         if zero_in_range:
@@ -152,22 +158,36 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
             low,
             high,
             n_bits,
-            is_signed=bool(options.is_signed),
-            is_symmetric=bool(options.is_symmetric),
-            is_qat=bool(options.is_qat),
-            is_precomputed_qat=bool(options.is_precomputed_qat),
+            is_signed=is_signed,
+            is_symmetric=is_symmetric,
+            is_qat=is_qat,
+            is_precomputed_qat=is_precomputed_qat,
             uvalues=None if block_uvalues is None else numpy.asarray(block_uvalues),
-            scale=scale if numpy.ndim(scale) == 0 else None,
+            scale=preset_scale,
         )
         if not power_of_two:
             return result
         single_value = numpy.float64(as_numpy_operand(high) - as_numpy_operand(low)) < STABILITY_CONST
-        recompute = not (single_value or options.is_symmetric or options.is_qat)
+        recompute = not (single_value or is_symmetric or is_qat)
         power, zero_point = adjust_parameters_to_power_of_two(
             result[0], result[1], result[2], low, recompute_zero_point=recompute
         )
         return power, zero_point, result[2]
 
     if isinstance(rmin, numpy.ndarray) and rmin.ndim:
-        return block_parameters(rmin, rmax, uvalues, choose)
+        return choose_block_parameters(
+            rmin,
+            rmax,
+            n_bits,
+            is_signed=is_signed,
+            is_symmetric=is_symmetric,
+            is_qat=is_qat,
+            is_precomputed_qat=is_precomputed_qat,
+            uvalues=uvalues,
+            scale=preset_scale,
+            zero_in_range=zero_in_range,
+            power_of_two_scale=power_of_two,
+            single_value_width=STABILITY_CONST,
+            alone=choose,
+        )
     return choose(rmin, rmax, uvalues)

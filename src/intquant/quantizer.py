@@ -26,7 +26,6 @@ from intquant._core.extras import (
     extra_dump,
     needs_intquant_tag,
 )
-from intquant._core.formulas import convert_codes
 from intquant._core.granularity import PER_TENSOR, Granularity, granularity_of
 from intquant._core.members import (
     OPTION_MEMBERS,
@@ -45,6 +44,7 @@ from intquant._core.plan import (
     dequant_plan_for,
     quant_plan,
 )
+from intquant._core.uniques import DeferredMember
 from intquant.errors import MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions, copy_options, options_equivalent
 from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
@@ -101,7 +101,8 @@ class UniformQuantizer(
     is_precomputed_qat: bool = False
     rmax: Optional[float] = None
     rmin: Optional[float] = None
-    uvalues: Optional[numpy.ndarray] = None
+    #: Computed when first read after compute_quantization_stats (see intquant._core.uniques).
+    uvalues: DeferredMember = DeferredMember()
 
     def __init__(
         self,
@@ -157,7 +158,7 @@ class UniformQuantizer(
     # -- statistics
     def compute_quantization_stats(self, values: numpy.ndarray) -> None:
         """Compute ``rmin``, ``rmax`` and ``uvalues`` of ``values`` (per axis or block if set)."""
-        self.rmin, self.rmax, self.uvalues = calibrate(values, self.axis, self.block_size)
+        self.rmin, self.rmax, self.uvalues = calibrate(values, self.axis, self.block_size, defer_uniques=True)
 
     def update(self, values: numpy.ndarray) -> None:
         """Fold a batch into the statistics (see :meth:`MinMaxQuantizationStats.update`)."""
@@ -199,7 +200,7 @@ class UniformQuantizer(
         return copy_params(self)
 
     # -- quantization
-    def quant(self, values: numpy.ndarray, dtype: Any = None) -> Any:
+    def quant(self, values: numpy.ndarray, dtype: Any = None, out: numpy.ndarray | None = None) -> Any:
         """Quantize: ``clip(round(values / scale + zero_point), low, high)``, as int64.
 
         The range is ``[-offset (+1 if is_narrow), 2**n_bits - 1 - offset]``; there is no
@@ -209,39 +210,74 @@ class UniformQuantizer(
         default). With per-axis or per-block parameters each block uses its own. The steps are
         those of :meth:`quant_plan`.
 
+        Codes of another dtype are those int64 codes cast, bit for bit, but computed and stored
+        in one pass (no int64 intermediate). When the codes are clipped, the clipping range is
+        checked to fit ``dtype`` before anything is computed; without clipping, the codes are.
+
         Parameters
         ----------
         values : array_like
             Values to quantize.
         dtype : optional
-            The codes' dtype: int64 (default), int32, float32, float64, or ``"smallest"`` (the
-            smallest integer dtype that holds the clipping range).
+            The codes' dtype (a numpy dtype, type or name): int64 (default), int8, uint8, int16,
+            uint16, int32, uint32, float32 or float64 (each must hold every code exactly: floats
+            up to ``2**24`` and ``2**53``), or ``"smallest"`` (the smallest integer dtype that
+            holds the clipping range, or without clipping the codes).
+        out : numpy.ndarray, optional
+            An array to write the codes into, and return: writable, C-contiguous, of the
+            codes' shape (the values'; a 0-d array for 0-d values), of one of the dtypes above,
+            not overlapping ``values``; ``dtype``, if also given, must be its dtype. It is checked
+            before anything is written. NaN values found while writing (on the compiled path of
+            large arrays) raise with ``out`` partly written; other errors leave it untouched.
 
         Raises
         ------
         MissingParameterError
             If scale, zero point or offset (or, for clipping, n_bits) are not set.
+        TypeError
+            For a ``dtype`` or an ``out`` dtype that codes cannot be returned in, or an ``out``
+            that is not a numpy array.
         ValueError
             For a zero or non-finite scale, NaN values, codes beyond int64 without clipping,
-            codes that ``dtype`` cannot hold exactly, or values whose shape does not fit
-            per-axis/per-block parameters.
+            codes that ``dtype`` cannot hold exactly, values whose shape does not fit
+            per-axis/per-block parameters, or an ``out`` of the wrong shape, not C-contiguous,
+            read-only, overlapping the values, or whose dtype differs from ``dtype``.
         """
         settings = self.settings()
         operand = as_real_array(values, "values to quantize")
         plan = quant_plan(settings, operand.dtype, operand.shape)
         rng = self.rng
         if rng is None:
-            return convert_codes(quantize_with(plan, operand), dtype, plan.span)
+            return quantize_with(plan, operand, dtype=dtype, out=out)
         with _DRAWS:  # a failed call leaves the random stream where it was
             state = rng.bit_generator.state
             try:
-                return convert_codes(quantize_with(plan, operand, rng), dtype, plan.span)
+                return quantize_with(plan, operand, rng, dtype=dtype, out=out)
             except BaseException:
                 rng.bit_generator.state = state
                 raise
 
-    def dequant(self, qvalues: numpy.ndarray) -> Any:
+    def dequant(self, qvalues: numpy.ndarray, dtype: Any = None, out: numpy.ndarray | None = None) -> Any:
         """De-quantize: ``scale * (qvalues - float64(zero_point))`` (per block if so calibrated).
+
+        Parameters
+        ----------
+        qvalues : array_like
+            Codes to dequantize.
+        dtype : optional
+            None (default): the formula's dtype (float64 for integer codes). float32 or
+            float64: the same values cast to it, bit for bit (``dequant(q).astype(dtype)``);
+            large integer codes are then computed in float64 and stored as ``dtype`` in one
+            pass.
+        out : numpy.ndarray, optional
+            A float32 or float64 array to write the values into, cast to its dtype as
+            ``dtype`` casts them, and return: writable, C-contiguous, of the values' shape (the
+            codes'; a 0-d array for 0-d codes), not overlapping ``qvalues``; ``dtype``, if also
+            given, must be its dtype. It is checked before anything is written, and a refusal
+            (overflow included) leaves it untouched. Reusing one buffer across calls saves
+            allocating, and page-faulting in, a fresh result each time: for 10M int8 codes to
+            float32 that first touch of a new 40 MB array costs about as much as the
+            dequantization itself (ONNX Runtime's ``DequantizeLinear`` reuses its memory pool).
 
         Raises
         ------
@@ -249,14 +285,19 @@ class UniformQuantizer(
             If scale or zero point are not set.
         InvalidDtypeError
             If the scale is neither a float nor a float64 array.
+        InvalidTypeError
+            If ``dtype`` is neither None, float32 nor float64, or ``out`` is not a float32 or
+            float64 numpy array.
         InvalidValueError
             If a finite code's value would overflow to an infinity (values near the float
-            maximum), or the codes' shape does not fit per-axis/per-block parameters.
+            maximum, or beyond float32's for float32 values), the codes' shape does not fit
+            per-axis/per-block parameters, or ``out`` has the wrong shape, is not C-contiguous,
+            is read-only, overlaps ``qvalues``, or its dtype differs from ``dtype``.
         """
         scale, zero_point, _ = self._require_parameters(need_offset=False)
         operand = as_real_array(qvalues, "quantized values")
         plan = dequant_plan_for(scale, zero_point, self._granularity(), operand.dtype, operand.shape)
-        return dequantize_with(plan, operand)
+        return dequantize_with(plan, operand, dtype, out)
 
     def settings(self, need_offset: bool = True) -> QuantizerSettings:
         """The parameters and options quantization depends on, read from this quantizer now.

@@ -8,11 +8,18 @@ from typing import Any, Optional
 
 import numpy
 
+from intquant._core.blockwise import block_ranges
 from intquant._core.calibrator import Calibrator
 from intquant._core.checks import check_calibration_values, check_loaded_statistics, check_n_bits
 from intquant._core.codec import JSONSerializable
-from intquant._core.formulas import block_statistics, is_uniform_grid, merge_uniques, minmax_statistics
-from intquant._core.granularity import granularity_of
+from intquant._core.formulas import (
+    block_statistics,
+    is_uniform_grid,
+    merge_uniques,
+    minmax_range,
+    minmax_statistics,
+)
+from intquant._core.granularity import granularity_of, grouped
 from intquant._core.members import (
     STATS_MEMBERS,
     copy_members,
@@ -21,6 +28,7 @@ from intquant._core.members import (
     require_keys,
     same_members,
 )
+from intquant._core.uniques import DeferredMember, PendingUniques
 from intquant.errors import InvalidTypeError, InvalidValueError, MissingParameterError
 
 __all__ = ["MinMaxQuantizationStats", "calibrate", "fold_in", "merge_statistics", "uniform_grid_check"]
@@ -50,7 +58,8 @@ class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
 
     rmax: Optional[float] = None
     rmin: Optional[float] = None
-    uvalues: Optional[numpy.ndarray] = None
+    #: Computed when first read after compute_quantization_stats (see intquant._core.uniques).
+    uvalues: DeferredMember = DeferredMember()
 
     def __init__(
         self,
@@ -75,8 +84,12 @@ class MinMaxQuantizationStats(JSONSerializable, tag="MinMaxQuantizationStats"):
     def compute_quantization_stats(
         self, values: numpy.ndarray, *, axis: int | None = None, block_size: tuple[int, ...] | None = None
     ) -> None:
-        """Compute the statistics of ``values`` (see :func:`calibrate`), per tensor by default."""
-        self.rmin, self.rmax, self.uvalues = calibrate(values, axis, block_size)
+        """Compute the statistics of ``values`` (see :func:`calibrate`), per tensor by default.
+
+        ``uvalues`` is computed when first read (by QAT parameters, serialization, comparisons
+        or the attribute itself), from a private copy of ``values`` held until then.
+        """
+        self.rmin, self.rmax, self.uvalues = calibrate(values, axis, block_size, defer_uniques=True)
 
     def is_empty(self) -> bool:
         """Whether no range has been computed or given yet."""
@@ -179,7 +192,11 @@ def fold_in(stats: Any, batch: tuple[Any, Any, Any]) -> None:
 
 
 def calibrate(
-    values: Any, axis: int | None = None, block_size: tuple[int, ...] | None = None
+    values: Any,
+    axis: int | None = None,
+    block_size: tuple[int, ...] | None = None,
+    *,
+    defer_uniques: bool = False,
 ) -> tuple[Any, Any, Any]:
     """Validated ``(rmin, rmax, uvalues)`` of calibration values.
 
@@ -197,9 +214,15 @@ def calibrate(
     """
     array = check_calibration_values(values)
     if axis is None and block_size is None:
-        return minmax_statistics(array)
+        if not defer_uniques:
+            return minmax_statistics(array)
+        rmin, rmax = minmax_range(array)
+        return rmin, rmax, PendingUniques(array, rmin, rmax, None)
     extent = granularity_of(axis, block_size).extent(array.shape)
-    return block_statistics(array, extent)
+    if not defer_uniques:
+        return block_statistics(array, extent)
+    rmin, rmax = block_ranges(grouped(array, extent))
+    return rmin, rmax, PendingUniques(array, rmin, rmax, extent)
 
 
 def merge_statistics(first: tuple[Any, Any, Any], second: tuple[Any, Any, Any]) -> tuple[Any, Any, Any]:

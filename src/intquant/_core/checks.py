@@ -43,6 +43,9 @@ __all__ = [
 
 MAX_N_BITS = 32
 _REAL_KINDS = "biuf"
+# Scalar types whose finiteness math.isfinite decides exactly (Python ints are left out: beyond
+# float64 they raise OverflowError there).
+_FINITE_CHECKED_SCALARS = frozenset({float, *(numpy.dtype(code).type for code in "efdbhilqBHILQ")})
 
 
 def is_integer(value: Any) -> bool:
@@ -216,6 +219,10 @@ def check_range(stats: Any) -> tuple[Any, Any]:
             "the statistics have no rmin/rmax yet; call compute_quantization_stats(values) "
             "first, or create them as MinMaxQuantizationStats(rmax=..., rmin=...)."
         )
+    # The usual case (scalars from compute_quantization_stats), checked without arrays.
+    scalars = type(rmin) in _FINITE_CHECKED_SCALARS and type(rmax) in _FINITE_CHECKED_SCALARS
+    if scalars and math.isfinite(rmin) and math.isfinite(rmax) and not rmin > rmax:
+        return rmin, rmax
     for name, bound in (("rmin", rmin), ("rmax", rmax)):
         operand = as_real_array(bound, name)
         if numpy.size(operand) == 0 or not numpy.all(numpy.isfinite(operand)):

@@ -19,10 +19,12 @@ Rounding is half-to-even everywhere. Every step runs in the dtype numpy 1.24 cho
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy
 
+from intquant._core.blockwise import block_ranges, block_uniques
 from intquant._core.granularity import grouped
 from intquant._numba import dispatch as _compiled
 from intquant._numpy124.introsort import reference_unique, set_zero_sign
@@ -33,16 +35,19 @@ __all__ = [
     "CODE_DTYPES",
     "STABILITY_CONST",
     "adjust_parameters_to_power_of_two",
-    "block_parameters",
     "block_statistics",
     "convert_codes",
+    "fitting_code_dtype",
     "range_including_zero",
     "choose_uniform_parameters",
+    "code_dtype",
     "integer_bounds",
     "is_uniform_grid",
     "merge_uniques",
+    "minmax_range",
     "minmax_statistics",
     "round_to_cents",
+    "rounded_uniques",
     "smallest_step",
 ]
 
@@ -80,19 +85,32 @@ def minmax_statistics(values: numpy.ndarray) -> tuple[Scalar, Scalar, numpy.ndar
     InvalidValueError
         If a value is NaN or infinite (then ``rmin`` or ``rmax`` is).
     """
-    rmin, rmax = numpy.min(values), numpy.max(values)
-    if not (numpy.isfinite(rmin) and numpy.isfinite(rmax)):
+    rmin, rmax = minmax_range(values)
+    return rmin, rmax, rounded_uniques(values, rmin, rmax)
+
+
+def minmax_range(values: numpy.ndarray) -> tuple[Scalar, Scalar]:
+    """``(min(values), max(values))`` of non-empty real ``values``, numpy scalars of their dtype.
+
+    Raises
+    ------
+    InvalidValueError
+        If a value is NaN or infinite (then ``rmin`` or ``rmax`` is).
+    """
+    rmin, rmax = values.min(), values.max()
+    if values.dtype.kind == "f" and not (math.isfinite(rmin) and math.isfinite(rmax)):
         bad = "NaN" if numpy.isnan(rmin) or numpy.isnan(rmax) else "an infinity"
         raise InvalidValueError(
             f"cannot calibrate on values containing {bad} (shape {values.shape}, dtype "
             f"{values.dtype}): the range would not be finite. Remove or replace non-finite "
             f"values first, e.g. with numpy.nan_to_num."
         )
-    return rmin, rmax, _unique_cents(values, rmin, rmax)
+    return rmin, rmax
 
 
-def _unique_cents(values: numpy.ndarray, rmin: Scalar, rmax: Scalar) -> numpy.ndarray:
-    """``unique(round_to_cents(values))`` as numpy 1.24 gives it; compiled for large arrays."""
+def rounded_uniques(values: numpy.ndarray, rmin: Scalar, rmax: Scalar) -> numpy.ndarray:
+    """``unique(round_to_cents(values))`` as numpy 1.24 gives it (``rmin``/``rmax``: the values'
+    finite range); compiled for large arrays."""
     if values.dtype not in _COMPILED_FLOATS or values.size < _compiled.MIN_SIZE or not _compiled.enabled():
         return reference_unique(round_to_cents(values))  # the bitmap pays off on large arrays
     hundred = values.dtype.type(100)
@@ -208,6 +226,20 @@ def choose_uniform_parameters(
         If the parameters would not be finite (1-bit symmetric quantization has no level above
         zero) or the zero point does not fit in int64.
     """
+    narrow = _SHORTCUT_TYPES.get(type(rmin), False)
+    if (
+        narrow is not False
+        and narrow is _SHORTCUT_TYPES.get(type(rmax))
+        and scale is None
+        and n_bits <= _EXACT_BITS
+    ):
+        needs_grid = is_qat and not is_precomputed_qat and uvalues is not None
+        if not needs_grid:
+            chosen = _python_float_parameters(
+                float(rmin), float(rmax), narrow, n_bits, is_signed, is_symmetric, is_qat
+            )
+            if chosen is not None:
+                return chosen
     high = as_numpy_operand(rmax)
     low = as_numpy_operand(rmin)
     offset = 2 ** (n_bits - 1) if is_signed else 0
@@ -245,6 +277,58 @@ def choose_uniform_parameters(
     if _is_integer_scalar(high) and _is_integer_scalar(low):
         numerator = _exact(numerator, int(high) * -offset - int(low) * (levels - offset))
     return scale, _to_int64(numpy.round(numerator / spread), "zero point"), offset
+
+
+#: Statistics types :func:`choose_uniform_parameters` computes in Python floats, and the float
+#: type their range ``rmax - rmin`` is rounded to (None: a double already). Every other step mixes
+#: them with integers, which numpy 1.24 (and 2) computes in float64. float32 differences are
+#: computed in double and rounded once more: for +, -, * and / that double rounding gives the
+#: correctly rounded float32 result (53 >= 2 * 24 + 2 bits), so it equals numpy's float32 operation.
+_SHORTCUT_TYPES: dict[type, Any] = {float: None, numpy.float64: None, numpy.float32: numpy.float32}
+_FLOAT32_MAX = float(numpy.finfo(numpy.float32).max)
+#: Up to this many bits, offsets and level counts convert to float64 exactly.
+_EXACT_BITS = 52
+
+
+def _python_float_parameters(
+    low: float,
+    high: float,
+    narrow: Any,
+    n_bits: int,
+    is_signed: bool,
+    is_symmetric: bool,
+    is_qat: bool,
+) -> tuple[Any, Any, int] | None:
+    """:func:`choose_uniform_parameters` for float64 (``narrow`` None) or float32 statistics,
+    in Python floats: the same IEEE operations numpy's scalars perform, without their
+    per-operation overhead.
+
+    None for the cases left to the general code: a single-value range, 1-bit symmetric
+    quantization, a range, scale or zero point that is not finite or beyond int64 (its errors).
+    """
+    offset = 2 ** (n_bits - 1) if is_signed else 0
+    levels = 2**n_bits - 1
+    spread = high - low
+    if narrow is not None:
+        if not abs(spread) <= _FLOAT32_MAX:
+            return None  # overflows float32: the general code (and its error)
+        spread = float(narrow(spread))
+    if not spread >= STABILITY_CONST or not math.isfinite(spread):
+        return None
+    if is_symmetric:
+        if levels == offset:
+            return None
+        scale = max(abs(high), abs(low)) / (levels - offset)
+        return (numpy.float64(scale), 0, offset) if math.isfinite(scale) else None
+    scale = spread / levels
+    if not math.isfinite(scale):
+        return None
+    if is_qat:
+        return numpy.float64(scale), 0, offset
+    zero_point = (high * -offset - low * (levels - offset)) / spread
+    if not (math.isfinite(zero_point) and -_INT64_LIMIT <= zero_point < _INT64_LIMIT):
+        return None
+    return numpy.float64(scale), numpy.int64(round(zero_point)), offset
 
 
 def _is_integer_scalar(value: Any) -> bool:
@@ -309,47 +393,90 @@ def integer_bounds(n_bits: int, offset: Any, is_narrow: bool) -> tuple[Any, Any]
     return -offset + (1 if is_narrow else 0), 2**n_bits - 1 - offset
 
 
-#: Output dtypes of ``quant`` besides the seed's int64 (and ``"smallest"``).
-CODE_DTYPES = tuple(numpy.dtype(name) for name in ("int64", "int32", "float32", "float64"))
+#: Dtypes ``quant`` can return codes in (int64, the seed's, by default), besides ``"smallest"``.
+CODE_DTYPES = tuple(
+    numpy.dtype(name)
+    for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "float32", "float64")
+)
 _SMALLEST_CANDIDATES = tuple(
     numpy.dtype(name) for name in ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
 )
+_CODE_DTYPE_NAMES = ", ".join(str(dtype) for dtype in CODE_DTYPES)
 
 
-def convert_codes(codes: Any, dtype: Any, bounds: tuple[int, int] | None) -> Any:
-    """int64 ``codes`` as ``dtype``: int64, int32, float32, float64, or ``"smallest"``, the
-    smallest integer dtype holding the clipping range (or, without clipping, the codes).
+def code_dtype(dtype: Any) -> numpy.dtype[Any] | str:
+    """``dtype`` (a numpy dtype, type or name) as one of :data:`CODE_DTYPES`, or ``"smallest"``.
 
     Raises
     ------
+    InvalidTypeError
+        For any other dtype.
+    """
+    if isinstance(dtype, str) and dtype == "smallest":
+        return "smallest"
+    if dtype is not None:  # numpy.dtype(None) is float64
+        try:
+            target = numpy.dtype(dtype)
+        except (TypeError, ValueError):  # not a dtype at all
+            pass
+        else:
+            if target in CODE_DTYPES:
+                return target
+    raise InvalidTypeError(f"quant can return codes as {_CODE_DTYPE_NAMES} or 'smallest'; got {dtype!r}.")
+
+
+def fitting_code_dtype(dtype: numpy.dtype[Any] | str, low: int, high: int) -> numpy.dtype[Any]:
+    """The dtype codes in ``[low, high]`` are returned in: ``dtype`` (of :data:`CODE_DTYPES`) once
+    checked to hold each of them exactly (integer dtypes: their ``iinfo`` range; floats: up to
+    ``2**(nmant + 1)``), or for ``"smallest"`` the first of int8, uint8, int16, uint16, int32,
+    uint32, int64 that holds them.
+
+    Raises
+    ------
+    InvalidValueError
+        If a code in ``[low, high]`` cannot be represented exactly in ``dtype``.
+    """
+    if isinstance(dtype, str):  # "smallest"
+        return next(
+            candidate
+            for candidate in _SMALLEST_CANDIDATES
+            if numpy.iinfo(candidate).min <= low and high <= numpy.iinfo(candidate).max
+        )
+    if dtype.kind == "f":  # integers up to 2**(mantissa bits + 1) are exact
+        limit = 2 ** (numpy.finfo(dtype).nmant + 1)
+        fits = -limit <= low and high <= limit
+    else:
+        fits = numpy.iinfo(dtype).min <= low and high <= numpy.iinfo(dtype).max
+    if not fits:
+        raise InvalidValueError(
+            f"codes in [{low}, {high}] are not all exactly representable as {dtype}; use a wider "
+            f"dtype (int64 holds every code)."
+        )
+    return dtype
+
+
+def convert_codes(codes: Any, dtype: Any, bounds: tuple[int, int] | None) -> Any:
+    """int64 ``codes`` as ``dtype``: one of :data:`CODE_DTYPES`, or ``"smallest"``, the smallest
+    integer dtype holding the clipping range ``bounds`` (or, without clipping, the codes); None
+    keeps them as they are.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``dtype`` is not a codes dtype (see :func:`code_dtype`).
     InvalidValueError
         If a code cannot be represented exactly in ``dtype``.
     """
     if dtype is None:
         return codes
-    low, high = bounds if bounds is not None else (int(numpy.min(codes)), int(numpy.max(codes)))
-    if isinstance(dtype, str) and dtype == "smallest":
-        target = next(
-            candidate
-            for candidate in _SMALLEST_CANDIDATES
-            if numpy.iinfo(candidate).min <= low and high <= numpy.iinfo(candidate).max
-        )
-    else:
-        target = numpy.dtype(dtype)
-        if target not in CODE_DTYPES:
-            raise InvalidTypeError(
-                f"quant can return codes as int64, int32, float32, float64 or 'smallest'; got {dtype!r}."
-            )
-    if target.kind == "f":  # integers up to 2**(mantissa bits + 1) are exact
-        limit = 2 ** (numpy.finfo(target.type).nmant + 1)  # type: ignore[type-var]
-        fits = -limit <= low and high <= limit
-    else:
-        fits = numpy.iinfo(target).min <= low and high <= numpy.iinfo(target).max
-    if not fits:
-        raise InvalidValueError(
-            f"codes in [{low}, {high}] are not all exactly representable as {target}; use a wider "
-            f"dtype (int64 holds every code)."
-        )
+    requested = code_dtype(dtype)
+    if bounds is not None:
+        low, high = bounds
+    elif numpy.size(codes):
+        low, high = int(numpy.min(codes)), int(numpy.max(codes))
+    else:  # no codes: any dtype holds them
+        low = high = 0
+    target = fitting_code_dtype(requested, low, high)
     return numpy.asarray(codes).astype(target)[()] if numpy.ndim(codes) == 0 else codes.astype(target)
 
 
@@ -358,36 +485,14 @@ def block_statistics(
 ) -> tuple[numpy.ndarray, numpy.ndarray, list[Any]]:
     """Per-block ``(rmin, rmax, uvalues)`` of blocks of ``extent``: two arrays of the grid's
     shape in the values' dtype, and the list of each block's ``uvalues`` (in grid order), every
-    block's computed by :func:`minmax_statistics` as for a tensor of its own."""
-    rows = grouped(values, extent)
-    grid = rows.shape[:-1]
-    flat = rows.reshape(-1, rows.shape[-1])
-    statistics = [minmax_statistics(row) for row in flat]
-    rmin = numpy.array([low for low, _, _ in statistics], dtype=values.dtype).reshape(grid)
-    rmax = numpy.array([high for _, high, _ in statistics], dtype=values.dtype).reshape(grid)
-    return rmin, rmax, [uvalues for _, _, uvalues in statistics]
+    block's what :func:`minmax_statistics` gives for it as a tensor of its own (computed for all
+    blocks at once, see :mod:`intquant._core.blockwise`).
 
-
-def block_parameters(
-    rmin: numpy.ndarray, rmax: numpy.ndarray, uvalues: list[Any] | None, choose: Any
-) -> tuple[numpy.ndarray, numpy.ndarray, Any]:
-    """Per-block ``(scale, zero_point, offset)``: ``choose(rmin, rmax, uvalues)`` of each block.
-
-    ``scale`` is a float64 array and ``zero_point`` an int64 array of the grid's shape;
-    ``offset`` is an int when every block has the same one (a single-valued block has offset 0),
-    else an int64 array.
+    Raises
+    ------
+    InvalidValueError
+        If a block holds NaN or an infinity (the first such block is named).
     """
-    lows, highs = rmin.reshape(-1), rmax.reshape(-1)
-    blocks = [
-        choose(lows[index], highs[index], None if uvalues is None else uvalues[index])
-        for index in range(lows.size)
-    ]
-    scale = numpy.array([block[0] for block in blocks], dtype=numpy.float64).reshape(rmin.shape)
-    zero_point = numpy.array([block[1] for block in blocks], dtype=numpy.int64).reshape(rmin.shape)
-    offsets = {block[2] for block in blocks}
-    offset = (
-        offsets.pop()
-        if len(offsets) == 1
-        else numpy.array([b[2] for b in blocks], dtype=numpy.int64).reshape(rmin.shape)
-    )
-    return scale, zero_point, offset
+    rows = grouped(values, extent)
+    rmin, rmax = block_ranges(rows)
+    return rmin, rmax, block_uniques(rows)

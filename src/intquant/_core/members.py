@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy
 
+from intquant._core.uniques import pending_state
 from intquant.errors import InvalidTypeError, SerializationError
 
 OPTION_MEMBERS = ("n_bits", "is_signed", "is_symmetric", "is_qat", "is_narrow", "is_precomputed_qat")
@@ -90,8 +91,9 @@ def class_members(klass: type) -> tuple[str, ...]:
 
 def copy_members(target: Any, source: Any, names: tuple[str, ...]) -> None:
     """Set ``target.<name> = source.<name>`` for each name, all or nothing (arrays, and lists of
-    arrays such as per-block ``uvalues``, copied: the two objects never share an array)."""
-    values = [_copied(getattr(source, name)) for name in names]
+    arrays such as per-block ``uvalues``, copied: the two objects never share an array; ``uvalues``
+    not computed yet stay pending, shared: see :mod:`intquant._core.uniques`)."""
+    values = [pending_state(source, name) or _copied(getattr(source, name)) for name in names]
     for name, value in zip(names, values, strict=True):
         setattr(target, name, value)
 

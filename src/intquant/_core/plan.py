@@ -250,10 +250,18 @@ class DequantPlan:
     #: Whether some codes of this dtype could give values beyond the result dtype's range (then
     #: the executor checks the values: an infinity from finite codes is refused).
     may_overflow: bool = field(init=False)
+    #: The same for the values cast to float32 (``dequant(codes, dtype=numpy.float32)``).
+    may_overflow_float32: bool = field(init=False)
 
     def __post_init__(self) -> None:
         _own_parameters(self)
         object.__setattr__(self, "may_overflow", self.generic or any(map(self._may_overflow, self.steps)))
+        float32 = numpy.dtype(numpy.float32)
+        object.__setattr__(
+            self,
+            "may_overflow_float32",
+            self.generic or any(self._may_overflow(step, float32) for step in self.steps),
+        )
         integer_codes = (
             self.layout is None
             and not self.generic
@@ -263,9 +271,11 @@ class DequantPlan:
         )
         object.__setattr__(self, "integer_codes", integer_codes)
 
-    def _may_overflow(self, step: DequantStep) -> bool:
-        """Whether ``|scale| * (|q| + |zero_point|)`` can exceed the multiplication dtype's
-        largest value for codes of this dtype (float codes: always assumed possible)."""
+    def _may_overflow(self, step: DequantStep, result: numpy.dtype[Any] | None = None) -> bool:
+        """Whether ``|scale| * (|q| + |zero_point|)`` can exceed the largest value of ``result``
+        (default: the multiplication dtype) for codes of this dtype (float codes: always assumed
+        possible)."""
+        result = step.multiplication if result is None else result
         if self.codes_dtype.kind == "f" or step.multiplication.kind != "f":
             return True
         if numpy.size(step.scale) == 0:  # a restricted plan over no blocks
@@ -277,7 +287,7 @@ class DequantPlan:
                 largest_code
                 + float(numpy.max(numpy.abs(numpy.asarray(step.zero_point, dtype=numpy.float64))))
             )
-        return not reach < float(numpy.finfo(step.multiplication).max)
+        return not reach < float(numpy.finfo(result).max)
 
 
 def quant_plan(settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]) -> QuantPlan:

@@ -45,11 +45,13 @@ __all__ = [
     "BEYOND_INT64",
     "MIN_SIZE",
     "NAN_FOUND",
+    "avx512_element_at",
     "dequantize_codes",
     "enabled",
     "introsort_element_at",
     "quantize_floats",
     "round_cents",
+    "sorted_rows_elements_at",
     "unique_cents",
 ]
 
@@ -170,36 +172,60 @@ def _run_slices(task: Callable[[int, int, int], _Result], size: int, parts: int)
 
 
 def quantize_floats(
-    values: numpy.ndarray, scale: Any, zero_point: Any, bounds: tuple[int, int] | None
+    values: numpy.ndarray,
+    scale: Any,
+    zero_point: Any,
+    clip: tuple[Any, Any] | None,
+    codes: numpy.ndarray | None = None,
 ) -> tuple[Any, int]:
-    """``clip(rint(values / scale + zero_point))`` as int64, and 0, ``NAN_FOUND`` or ``BEYOND_INT64``.
+    """``clip(rint(values / scale + zero_point))`` in one pass, and 0, ``NAN_FOUND`` or
+    ``BEYOND_INT64``.
 
     ``values`` and ``scale`` must share a float32/float64 dtype (the division's) and
-    ``zero_point`` have the addition's dtype, both numpy scalars.
+    ``zero_point`` have the addition's dtype, both numpy scalars. ``clip`` is ``(low, high)``
+    as numpy scalars of the dtype to clip in, or None (no clipping: int64 codes only). The
+    codes are written to ``codes`` (a C-contiguous array of ``values.size`` elements of any
+    dtype that holds ``[low, high]`` exactly; a new int64 array if None) and returned in the
+    values' shape (a scalar for 0-d values). On ``NAN_FOUND`` or ``BEYOND_INT64``, ``codes``
+    has been written (partly meaningless).
     """
     quantize_range = _loops().quantize_range
     flat = values.reshape(-1)  # a view when values are contiguous
-    codes = numpy.empty(flat.size, dtype=numpy.int64)
-    low, high = (float(bounds[0]), float(bounds[1])) if bounds is not None else (0.0, 0.0)
-    clip = bounds is not None
+    if codes is None:
+        codes = numpy.empty(flat.size, dtype=numpy.int64)
+    target = codes.reshape(-1)  # a view: codes are C-contiguous
+    if clip is not None:
+        low, high = clip
+    else:
+        low = high = zero_point.dtype.type(0)  # unused; of the addition's dtype, the loop's
+    clipped = clip is not None
     parts = _parts(flat.size)
     if parts == 1:  # the usual small call: straight to the loop
-        status = int(quantize_range(flat, scale, zero_point, low, high, clip, codes, 0, flat.size))
-        return codes.reshape(numpy.shape(values))[()], status
+        status = int(quantize_range(flat, scale, zero_point, low, high, clipped, target, 0, flat.size))
+        return target.reshape(numpy.shape(values))[()], status
 
     def quantize(part: int, start: int, stop: int) -> int:
-        return int(quantize_range(flat, scale, zero_point, low, high, clip, codes, start, stop))
+        return int(quantize_range(flat, scale, zero_point, low, high, clipped, target, start, stop))
 
     # NAN_FOUND outranks BEYOND_INT64, as on the plain path.
     status = max(_run_slices(quantize, flat.size, parts))
-    return codes.reshape(numpy.shape(values))[()], status  # a 0-d input gives a scalar
+    return target.reshape(numpy.shape(values))[()], status  # a 0-d input gives a scalar
 
 
-def dequantize_codes(codes: numpy.ndarray, scale: numpy.float64, zero_point: numpy.float64) -> Any:
-    """``scale * (codes - zero_point)`` in float64, for integer codes and float64 scalars."""
+def dequantize_codes(
+    codes: numpy.ndarray,
+    scale: numpy.float64,
+    zero_point: numpy.float64,
+    dtype: numpy.dtype[Any] | type[numpy.floating[Any]] = numpy.float64,
+    values: numpy.ndarray | None = None,
+) -> Any:
+    """``scale * (codes - zero_point)`` in float64, for integer codes and float64 scalars, stored
+    as ``dtype`` (float64, or float32: each value rounded to nearest, as ``astype`` does), in the
+    codes' shape: written to ``values`` (a C-contiguous array of ``codes.size`` elements of
+    ``dtype``) if given, else to a new array."""
     dequantize_range = _loops().dequantize_range
     flat = numpy.ravel(codes)
-    values = numpy.empty(flat.size, dtype=numpy.float64)
+    values = numpy.empty(flat.size, dtype=dtype) if values is None else values.reshape(-1)
     parts = _parts(flat.size)
     if parts == 1:  # the usual small call: straight to the loop
         dequantize_range(flat, scale, zero_point, values, 0, flat.size)
@@ -260,3 +286,54 @@ def introsort_element_at(rounded: numpy.ndarray, position: int) -> Any:
     left_stops = numpy.empty(_BLOCK, dtype=numpy.int64)
     right_stops = numpy.empty(_BLOCK, dtype=numpy.int64)
     return _loops().introsort_loop(rounded, position, left_stops, right_stops)
+
+
+def avx512_element_at(
+    values: numpy.ndarray, position: int, scratch: bool = False, paths: numpy.ndarray | None = None
+) -> numpy.float32:
+    """Element numpy 1.24's AVX-512 quicksort of the 1-d float32 ``values`` puts at ``position``
+    (same bits, sign of a zero included); NaNs sort as +inf and the last slots are NaN.
+
+    ``values`` is overwritten only when ``scratch`` says it may be. ``paths``, an int64 array of
+    ``avx512_loops.PATH_COUNT`` counters, gets the number of steps of each kind added (full
+    partitions, "pivot == minimum" steps, bitonic sorts, heapsorts). Serial: the partitions
+    depend on each other.
+    """
+    from intquant._numba import avx512_loops
+
+    if values.ndim != 1 or values.dtype != numpy.float32:
+        raise TypeError(f"values must be a 1-d float32 array, not {values.ndim}-d {values.dtype}")
+    size = values.size
+    if not -size <= position < size:
+        raise IndexError(f"position {position} out of range for size {size}")
+    position = position + size if position < 0 else position
+    work = values if scratch else numpy.empty(size, dtype=numpy.float32)
+    counters = numpy.zeros(avx512_loops.PATH_COUNT, dtype=numpy.int64) if paths is None else paths
+    element = avx512_loops.select_with_nans(values, position, work, avx512_loops.workspace(), counters)
+    return numpy.float32(element)
+
+
+def sorted_rows_elements_at(rows: numpy.ndarray, positions: numpy.ndarray) -> numpy.ndarray:
+    """For each row of the 2-d NaN-free float16/float32/float64 ``rows``, the element numpy 1.24's
+    sort of the row puts at ``positions[row]`` (0 <= position < row length): the AVX-512
+    quicksort for float32, the introsort for float16 and float64. ``rows`` is not modified.
+
+    Rows are independent: a large batch is cut into one slice of rows per thread.
+    """
+    from intquant._numba import avx512_loops
+
+    dtype = rows.dtype
+    if dtype == numpy.float32:
+        select_rows = avx512_loops.select_avx512_rows
+        work = numpy.ascontiguousarray(rows)
+    else:  # numba has no float16 arithmetic: its values are exact in float32
+        select_rows = avx512_loops.select_introsort_rows
+        work = numpy.ascontiguousarray(rows, dtype=numpy.float32 if dtype == numpy.float16 else dtype)
+    wanted = numpy.ascontiguousarray(positions, dtype=numpy.int64)
+    out = numpy.empty(rows.shape[0], dtype=work.dtype)
+
+    def select(part: int, start: int, stop: int) -> None:
+        select_rows(work, wanted, out, start, stop)
+
+    _run_slices(select, rows.shape[0], _parts(rows.size) if rows.shape[0] > 1 else 1)
+    return out.astype(dtype, copy=False)

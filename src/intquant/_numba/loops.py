@@ -33,37 +33,52 @@ def jit(function):
 # Streaming loops: a serial loop over [start, stop); dispatch runs one slice per thread.
 @jit
 def quantize_range(values, scale, zero_point, low, high, clip, codes, start, stop):
-    # values and scale share the division's dtype; zero_point has the addition's dtype.
-    # Branch-free so that it vectorizes.
+    # values and scale share the division's dtype; zero_point has the addition's dtype; low and
+    # high (0 when not clipping) are in the dtype the codes are clipped in. numba compiles one
+    # loop per output dtype: the clipped codes are stored straight into `codes` (int8 to int64,
+    # float32, float64), which the caller checked holds [low, high] exactly; without clipping
+    # the caller passes int64 codes. Branch-free so that it vectorizes; the loop runs over
+    # slices, whose indices numba knows are not negative (indexing values[start:stop] by
+    # range(start, stop) instead costs a wraparound check per access, about 2x the time).
+    zero = low - low  # 0 in the clipping dtype: code + zero turns -0.0 into 0.0, as int codes hold it
     nan_seen = False
     beyond = False
-    for index in range(start, stop):
-        code = numpy.float64(numpy.rint(values[index] / scale + zero_point))
+    source = values[start:stop]
+    target = codes[start:stop]
+    for index in range(source.size):
+        code = numpy.rint(source[index] / scale + zero_point)
         nan_seen |= code != code
         if clip:
             code = min(max(code, low), high)
         else:
             beyond |= not (-_INT64_LIMIT <= code < _INT64_LIMIT)
-        codes[index] = numpy.int64(code)
+        target[index] = code + zero
     return NAN_FOUND if nan_seen else (BEYOND_INT64 if beyond else 0)
 
 
 @jit
 def dequantize_range(codes, scale, zero_point, values, start, stop):
-    for index in range(start, stop):
-        values[index] = scale * (numpy.float64(codes[index]) - zero_point)
+    # float64 arithmetic; stored in the dtype of `values` (float64, or float32: rounded to
+    # nearest, as astype rounds). Over slices, as quantize_range.
+    source = codes[start:stop]
+    target = values[start:stop]
+    for index in range(source.size):
+        target[index] = scale * (numpy.float64(source[index]) - zero_point)
 
 
 @jit
 def cents_range(values, hundred, key_low, seen, start, stop):
     # Marks each key rint(x*100) - key_low, counts the rounded values rint(x*100)/100 below
     # 0 and notes which signed zeros they hold.
+    # Over slices, as quantize_range; the key's slot is unsigned (every key is >= key_low), so
+    # that no wraparound check guards the store either.
     negatives = 0
     positive_zero = False
     negative_zero = False
-    for index in range(start, stop):
-        key = numpy.rint(values[index] * hundred)
-        seen[numpy.int64(key) - key_low] = True
+    source = values[start:stop]
+    for index in range(source.size):
+        key = numpy.rint(source[index] * hundred)
+        seen[numpy.uint64(numpy.int64(key) - key_low)] = True
         cents = key / hundred
         negatives += cents < 0
         if cents == 0:
@@ -76,8 +91,11 @@ def cents_range(values, hundred, key_low, seen, start, stop):
 
 @jit
 def round_range(values, hundred, rounded, start, stop):
-    for index in range(start, stop):
-        rounded[index] = numpy.rint(values[index] * hundred) / hundred
+    # Over slices, as quantize_range.
+    source = values[start:stop]
+    target = rounded[start:stop]
+    for index in range(source.size):
+        target[index] = numpy.rint(source[index] * hundred) / hundred
 
 
 @jit

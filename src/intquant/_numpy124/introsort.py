@@ -9,7 +9,9 @@ differently, so intquant never trusts the sign of a zero that numpy's own sort r
 
 Only the element that lands at the first zero's position matters, so the emulation follows the
 partitions that contain that position (as a quickselect would) with vectorized numpy steps:
-expected O(n) work instead of a full sort.
+expected O(n) work instead of a full sort. With numba, large arrays take compiled literal ports of
+both sorts instead (``introsort_loop``; ``intquant._numba.avx512_loops`` for float32), and
+``elements_at_sorted_positions`` runs one compiled loop over a batch of rows (per-block statistics).
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from typing import Any
 import numpy
 
 from intquant._numba import dispatch as _compiled
+from intquant.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["element_at_sorted_position", "reference_unique", "set_zero_sign"]
+__all__ = ["element_at_sorted_position", "elements_at_sorted_positions", "reference_unique", "set_zero_sign"]
+
+_SORTED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 _SMALL_PARTITION = 15  # numpy 1.24 quicksort: ranges with pr - pl <= 15 are insertion-sorted
 
@@ -69,6 +74,8 @@ def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool
     ``flat`` is left unchanged unless ``scratch`` says it may be overwritten.
     """
     if flat.dtype == numpy.float32:
+        if _compiled.worthwhile(flat.size):
+            return _compiled.avx512_element_at(flat, position, scratch)
         from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
 
         return avx512_element_at(flat, position)
@@ -76,6 +83,51 @@ def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool
         work = flat.astype(numpy.float32 if flat.dtype == numpy.float16 else flat.dtype, copy=not scratch)
         return flat.dtype.type(_compiled.introsort_element_at(work, position))
     return _introsort_element_at(flat, position)
+
+
+def elements_at_sorted_positions(rows: numpy.ndarray, positions: numpy.ndarray) -> numpy.ndarray:
+    """``[sorted(rows[i])[positions[i]] for each row i]`` as numpy 1.24 sorts each row, bit for bit
+    (the sign of a zero included): a 1-d array of the rows' dtype. ``rows`` is not modified.
+
+    ``rows``: 2-d float16/float32/float64 without NaN, one block per row (float32 rows take the
+    AVX-512 quicksort, the others the introsort); ``positions``: one integer per row, each in
+    ``[0, row length)``. Compiled (one loop over the rows) for large batches.
+
+    Raises
+    ------
+    InvalidTypeError
+        If ``rows`` is not a 2-d array of those dtypes or ``positions`` not integers.
+    InvalidValueError
+        If ``positions`` does not hold one position in range per row, or ``rows`` holds NaN.
+    """
+    if not isinstance(rows, numpy.ndarray) or rows.ndim != 2 or rows.dtype not in _SORTED_DTYPES:
+        described = f"{rows.ndim}-d {rows.dtype} array" if isinstance(rows, numpy.ndarray) else type(rows)
+        raise InvalidTypeError(f"rows must be a 2-d float16, float32 or float64 array, not a {described}.")
+    wanted = numpy.asarray(positions)
+    if wanted.dtype.kind not in "iu":
+        raise InvalidTypeError(f"positions must be integers, not {wanted.dtype}.")
+    count, width = rows.shape
+    if wanted.shape != (count,):
+        raise InvalidValueError(
+            f"positions must hold one position per row ({count}), not shape {wanted.shape}."
+        )
+    if count and not ((wanted >= 0).all() and (wanted < width).all()):
+        raise InvalidValueError(
+            f"positions must lie in [0, {width}) (the row length); got {wanted.min()}..{wanted.max()}."
+        )
+    if numpy.isnan(rows).any():
+        raise InvalidValueError("rows must not hold NaN (replace them first, e.g. with numpy.nan_to_num).")
+    if count == 0:
+        return numpy.empty(0, dtype=rows.dtype)
+    if _compiled.worthwhile(rows.size):
+        return _compiled.sorted_rows_elements_at(rows, wanted.astype(numpy.int64))
+    if rows.dtype == numpy.float32:
+        from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
+
+        elements = [avx512_element_at(row, int(at)) for row, at in zip(rows, wanted, strict=True)]
+    else:
+        elements = [_introsort_element_at(row, int(at)) for row, at in zip(rows, wanted, strict=True)]
+    return numpy.array(elements, dtype=rows.dtype)
 
 
 def _introsort_element_at(flat: numpy.ndarray, position: int) -> Any:

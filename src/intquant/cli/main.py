@@ -339,9 +339,12 @@ def _apply(arguments: argparse.Namespace, quantize: bool) -> int:
     plan: Any = (quantizer.quant_plan if quantize else quantizer.dequant_plan)(values.dtype, values.shape)
     restrict: Any = restricted_quant_plan if quantize else restricted_dequant_plan
     rng = quantizer.rng
+    dtype = numpy.dtype(numpy.int64 if quantize else numpy.float64)
 
-    def run(part_plan: Any, chunk: numpy.ndarray) -> Any:
-        return quantize_with(part_plan, chunk, rng) if quantize else dequantize_with(part_plan, chunk)
+    def run(part_plan: Any, chunk: numpy.ndarray) -> Any:  # in the output's dtype, in one pass
+        if quantize:
+            return quantize_with(part_plan, chunk, rng, dtype=dtype)
+        return dequantize_with(part_plan, chunk, dtype)
 
     layout = plan.layout
     row_multiple = layout.extent[0] if layout is not None and layout.grid and layout.grid[0] > 1 else 1
@@ -354,7 +357,6 @@ def _apply(arguments: argparse.Namespace, quantize: bool) -> int:
         for part in _progress(list(row_chunks(values.shape, arguments.chunk_size, row_multiple)), arguments):
             yield run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
 
-    dtype = numpy.dtype(numpy.int64 if quantize else numpy.float64)
     write_array(output, values.shape, dtype, fill(), replace=arguments.force)
     print(f"wrote {values.shape} {dtype} to {output}")
     return 0

@@ -1,0 +1,123 @@
+"""``uvalues``, the distinct rounded calibration values, computed when first read.
+
+``uvalues = unique(rint(x*100)/100)`` costs more than the rest of calibration (a pass marking
+keys, then, when the data hold both ``-0.0`` and ``0.0``, numpy 1.24's sort followed to the
+first zero), and only QAT parameters, serialization and readers of the attribute need it. So
+``compute_quantization_stats`` stores a :class:`PendingUniques`: a private copy of the values
+(never the caller's array, which the caller may change afterwards), turned into the uniques the
+first time anything reads ``uvalues``, and then dropped. :class:`DeferredMember` is the
+attribute that does this transparently: what a user reads, compares or serializes is exactly
+what the eager computation gives.
+
+Copies of a statistics object share its pending state (it never changes, so sharing is safe and
+keeps one private copy of the data); each object stores its own copy of the result once read.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy
+
+from intquant._core.blockwise import block_uniques
+from intquant._core.formulas import rounded_uniques
+from intquant._core.granularity import grouped
+
+__all__ = ["DeferredMember", "PendingUniques", "pending_state"]
+
+
+class PendingUniques:
+    """The ``uvalues`` of calibration values not computed yet.
+
+    Parameters
+    ----------
+    values : numpy.ndarray
+        The calibration values, checked (real, non-empty, finite). Copied: the caller may change
+        its array afterwards.
+    rmin, rmax : numpy scalars
+        Their range (per tensor); bounds the keys ``rint(x*100)`` the computation marks.
+    extent : tuple of int, optional
+        The blocks' extent, per axis or per block (then the result is a list, one per block).
+    """
+
+    __slots__ = ("_extent", "_lock", "_range", "_result", "_values")
+
+    def __init__(self, values: numpy.ndarray, rmin: Any, rmax: Any, extent: tuple[int, ...] | None) -> None:
+        self._values: numpy.ndarray | None = numpy.array(values, order="C", copy=True)
+        self._range = (rmin, rmax)
+        self._extent = extent
+        self._result: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def holds_values(self) -> bool:
+        """Whether the private copy of the values is still held (until :meth:`result`)."""
+        return self._values is not None
+
+    def result(self) -> Any:
+        """The ``uvalues`` (computed once, by the first caller; the copy of the values is then
+        released). Callers must not change the array returned: it is shared."""
+        with self._lock:
+            if self._values is not None:
+                if self._extent is None:
+                    self._result = rounded_uniques(self._values, *self._range)
+                else:
+                    self._result = block_uniques(grouped(self._values, self._extent))
+                self._values = None
+            return self._result
+
+    def __copy__(self) -> PendingUniques:
+        return self  # never changes: copies of a statistics object share it
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> PendingUniques:
+        return self
+
+    def __reduce__(self) -> tuple[Any, tuple[Any]]:
+        # Pickle the uniques themselves, not the copy of the data.
+        return _identity, (self.result(),)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _own_copy(value: Any) -> Any:
+    if isinstance(value, numpy.ndarray):
+        return value.copy()
+    if isinstance(value, list):
+        return [_own_copy(item) for item in value]
+    return value
+
+
+def pending_state(obj: Any, name: str) -> PendingUniques | None:
+    """The pending ``uvalues`` stored under ``name`` on ``obj``, or None (computed or absent)."""
+    try:
+        state = obj.__dict__[name]
+    except (AttributeError, KeyError):
+        return None
+    return state if type(state) is PendingUniques else None
+
+
+class DeferredMember:
+    """A member attribute that may hold a :class:`PendingUniques`; reading it computes the
+    uniques (once) and stores the object's own copy. Unset, it reads as None (the seed's
+    class-level default)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return None
+        state = obj.__dict__.get(self.name)
+        if not isinstance(state, PendingUniques):
+            return state
+        value = _own_copy(state.result())
+        if obj.__dict__.get(self.name) is not state:  # another thread set a new value meanwhile
+            return self.__get__(obj, owner)
+        obj.__dict__[self.name] = value
+        return value
+
+    def __set__(self, obj: Any, value: Any) -> None:
+        obj.__dict__[self.name] = value

@@ -1,0 +1,147 @@
+"""``uvalues`` computed when first read: the same results as computing them at once, from a
+private copy of the data, shared safely between copies and threads."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+import threading
+
+import numpy
+import pytest
+
+from intquant import MinMaxQuantizationStats, QuantizedArray, UniformQuantizer
+from intquant._core.uniques import PendingUniques, pending_state
+from intquant.statistics import calibrate
+
+
+def _with_both_zeros(dtype: type, size: int = 5000, seed: int = 0) -> numpy.ndarray:
+    """Standard normal values: those in (-0.005, 0) round to -0.0, those in [0, 0.005) to 0.0."""
+    return numpy.random.default_rng(seed).standard_normal(size).astype(dtype)
+
+
+def _same(first: object, second: object) -> bool:
+    """Equal values, dtypes and signs of zeros (arrays, or lists of them per block)."""
+    if isinstance(first, list):
+        return isinstance(second, list) and len(first) == len(second) and all(map(_same, first, second))
+    assert isinstance(first, numpy.ndarray) and isinstance(second, numpy.ndarray)
+    return (
+        first.dtype == second.dtype
+        and numpy.array_equal(first, second)
+        and numpy.array_equal(numpy.signbit(first), numpy.signbit(second))
+    )
+
+
+@pytest.mark.parametrize("dtype", [numpy.float16, numpy.float32, numpy.float64, numpy.int16, numpy.int64])
+@pytest.mark.parametrize("size", [1, 7, 5000, 120_000])
+def test_deferred_uniques_equal_eager_ones(dtype: type, size: int) -> None:
+    values = (_with_both_zeros(numpy.float64, size, seed=size) * 40).astype(dtype)
+    eager = calibrate(values)
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(values)
+    assert isinstance(pending_state(stats, "uvalues"), PendingUniques)
+    assert stats.rmin == eager[0] and stats.rmax == eager[1]
+    assert type(stats.rmin) is type(eager[0])
+    assert _same(stats.uvalues, eager[2])
+    assert pending_state(stats, "uvalues") is None  # resolved once, stored as a plain array
+
+
+def test_caller_changing_its_array_afterwards_changes_nothing() -> None:
+    values = _with_both_zeros(numpy.float32)
+    expected = calibrate(values)[2]
+    quantizer = UniformQuantizer()
+    quantizer.compute_quantization_stats(values)
+    values[:] = 123.0  # the caller reuses its buffer before anything reads uvalues
+    assert _same(quantizer.uvalues, expected)
+
+
+def test_the_private_copy_is_released_once_computed() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(_with_both_zeros(numpy.float64))
+    pending = pending_state(stats, "uvalues")
+    assert pending is not None and pending.holds_values
+    stats.uvalues  # noqa: B018 (the read computes them)
+    assert not pending.holds_values
+
+
+def test_copies_share_the_pending_state_but_not_the_result() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(_with_both_zeros(numpy.float32))
+    twin, deep = stats.quant_stats, copy.deepcopy(stats)
+    pending = pending_state(stats, "uvalues")
+    assert pending_state(twin, "uvalues") is pending and pending_state(deep, "uvalues") is pending
+    twin.uvalues[0] = 99.0  # the twin's own array
+    assert stats.uvalues[0] != 99.0 and deep.uvalues[0] != 99.0
+    assert stats.uvalues is not deep.uvalues
+
+
+def test_setting_uvalues_replaces_the_pending_state() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(_with_both_zeros(numpy.float64))
+    stats.uvalues = numpy.array([1.0, 2.0])
+    assert stats.uvalues.tolist() == [1.0, 2.0]
+    assert MinMaxQuantizationStats.uvalues is None  # the seed's class-level default
+    assert MinMaxQuantizationStats().uvalues is None
+
+
+def test_text_pickle_and_equality_match_eager_statistics() -> None:
+    values = _with_both_zeros(numpy.float32, 20_000)
+    eager = MinMaxQuantizationStats(*reversed(calibrate(values)[:2]), calibrate(values)[2])
+    lazy = MinMaxQuantizationStats()
+    lazy.compute_quantization_stats(values)
+    restored = pickle.loads(pickle.dumps(lazy))
+    assert pending_state(restored, "uvalues") is None
+    assert lazy.dumps() == eager.dumps()
+    assert restored == eager and lazy == eager
+
+
+def test_per_axis_statistics_defer_too() -> None:
+    values = _with_both_zeros(numpy.float32, 4096).reshape(64, 64)
+    eager = calibrate(values, axis=0)
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(values, axis=0)
+    assert numpy.array_equal(stats.rmin, eager[0]) and numpy.array_equal(stats.rmax, eager[1])
+    assert _same(stats.uvalues, eager[2])
+
+
+def test_threads_reading_at_once_get_the_same_uniques() -> None:
+    values = _with_both_zeros(numpy.float32, 300_000)
+    expected = calibrate(values)[2]
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(values)
+    copies = [stats.quant_stats for _ in range(4)]
+    results: list[numpy.ndarray] = []
+    start = threading.Barrier(len(copies))
+
+    def read(target: MinMaxQuantizationStats) -> None:
+        start.wait()
+        results.append(target.uvalues)
+
+    threads = [threading.Thread(target=read, args=(target,)) for target in copies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == len(copies) and all(_same(result, expected) for result in results)
+
+
+def test_qat_parameters_read_the_uniques() -> None:
+    grid = numpy.arange(-8, 8, dtype=numpy.float64) * 0.25
+    qa = QuantizedArray(4, grid, is_qat=True)
+    assert qa.quantizer.scale == 0.25  # the smallest step of uvalues, so they were computed
+
+
+def test_update_keeps_bounded_summaries() -> None:
+    stats = MinMaxQuantizationStats()
+    stats.update(_with_both_zeros(numpy.float64))
+    assert pending_state(stats, "uvalues") is None  # update never holds a copy of a batch
+
+
+@pytest.mark.parametrize("granularity", [{}, {"axis": 0}, {"block_size": (4, 8)}])
+def test_quantized_array_leaves_uniques_pending_until_read(granularity: dict[str, object]) -> None:
+    values = _with_both_zeros(numpy.float32, 4096).reshape(64, 64)
+    qa = QuantizedArray(8, values, is_signed=True, **granularity)  # type: ignore[arg-type]
+    pending = pending_state(qa.quantizer, "uvalues")
+    assert pending is not None and pending.holds_values  # parameters did not need them
+    eager = calibrate(values, **granularity)[2]  # type: ignore[arg-type]
+    assert _same(qa.quantizer.uvalues, eager)
