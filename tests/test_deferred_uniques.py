@@ -145,3 +145,25 @@ def test_quantized_array_leaves_uniques_pending_until_read(granularity: dict[str
     assert pending is not None and pending.holds_values  # parameters did not need them
     eager = calibrate(values, **granularity)[2]  # type: ignore[arg-type]
     assert _same(qa.quantizer.uvalues, eager)
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("scale", [1.0, 300.0, 327.67, 400.0])
+def test_large_values_held_as_cent_keys_give_the_same_uniques(dtype: type, scale: float) -> None:
+    """Above the compiled threshold, values whose keys rint(x*100) fit int16 are held as those
+    keys (the private copy shrinks), others as a copy; the uniques are the same either way."""
+    from intquant._numba import dispatch
+
+    if not dispatch.enabled():
+        pytest.skip("numba is not installed or INTQUANT_PURE_NUMPY is set: no cent keys")
+    values = numpy.clip(_with_both_zeros(numpy.float64, 200_000, seed=3), -1, 1) * scale
+    values[:4] = [-0.0, 0.0, -0.004, 0.004]
+    values = values.astype(dtype)
+    stats = MinMaxQuantizationStats()
+    stats.compute_quantization_stats(values)
+    pending = pending_state(stats, "uvalues")
+    assert pending is not None
+    fits = scale * 100 <= 32767
+    assert pending.held_bytes == (values.size * 2 if fits else values.nbytes)
+    assert _same(stats.uvalues, calibrate(values)[2])
+    assert pending.held_bytes == 0

@@ -23,8 +23,12 @@ import numpy
 from intquant._core.blockwise import block_uniques
 from intquant._core.formulas import rounded_uniques
 from intquant._core.granularity import grouped
+from intquant._numba import dispatch as _compiled
 
 __all__ = ["DeferredMember", "PendingUniques", "pending_state"]
+
+_KEYED_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
+_KEY_LIMIT = 32767
 
 
 class PendingUniques:
@@ -35,20 +39,35 @@ class PendingUniques:
     values : numpy.ndarray
         The calibration values, checked (real, non-empty, finite). Copied: the caller may change
         its array afterwards.
-    rmin, rmax : numpy scalars
-        Their range (per tensor); bounds the keys ``rint(x*100)`` the computation marks.
+    rmin, rmax : numpy scalars or arrays
+        Their range (per tensor; per block, arrays over the block grid); bounds the keys
+        ``rint(x*100)`` the computation marks.
     extent : tuple of int, optional
         The blocks' extent, per axis or per block (then the result is a list, one per block).
+
+    Large float32/float64 values whose keys fit int16 (``|x| < 327.675``) are held as those keys
+    (2 bytes a value instead of 4 or 8; ``-0.0`` as ``-32768``), else as a copy of the values.
     """
 
-    __slots__ = ("_extent", "_lock", "_range", "_result", "_values")
+    __slots__ = ("_dtype", "_extent", "_lock", "_range", "_result", "_shape", "_values")
 
     def __init__(self, values: numpy.ndarray, rmin: Any, rmax: Any, extent: tuple[int, ...] | None) -> None:
-        self._values: numpy.ndarray | None = numpy.array(values, order="C", copy=True)
+        self._dtype, self._shape = values.dtype, values.shape
+        self._values: numpy.ndarray | None = (
+            _compiled.cent_keys(values)
+            if _keys_fit(values, rmin, rmax)
+            else numpy.array(values, order="C", copy=True)
+        )
         self._range = (rmin, rmax)
         self._extent = extent
         self._result: Any = None
         self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        """Bytes of the private copy still held (0 once :meth:`result` has run): at most the
+        values' own size; a quarter or half of it when they are held as int16 cent keys."""
+        return 0 if self._values is None else self._values.nbytes
 
     @property
     def holds_values(self) -> bool:
@@ -60,12 +79,26 @@ class PendingUniques:
         released). Callers must not change the array returned: it is shared."""
         with self._lock:
             if self._values is not None:
+                values = self._rounded_values() if self._values.dtype != self._dtype else self._values
                 if self._extent is None:
-                    self._result = rounded_uniques(self._values, *self._range)
+                    self._result = rounded_uniques(values, *self._range)
                 else:
-                    self._result = block_uniques(grouped(self._values, self._extent))
+                    self._result = block_uniques(grouped(values, self._extent))
                 self._values = None
             return self._result
+
+    def _rounded_values(self) -> numpy.ndarray:
+        """The values rounded to cents, ``key / 100``, rebuilt from the int16 keys held. Rounding
+        them again gives them back (``|key| < 2**15``: the error of ``key/100*100`` stays far
+        below 1/2), so their ``uvalues`` are those of the values themselves, signed zeros and
+        the order numpy 1.24's sort follows included."""
+        assert self._values is not None
+        keys = self._values
+        hundred = self._dtype.type(100)
+        rounded = keys.astype(self._dtype)
+        rounded[keys == _compiled.NEGATIVE_ZERO_KEY] = -0.0
+        numpy.true_divide(rounded, hundred, out=rounded)
+        return rounded.reshape(self._shape)
 
     def __copy__(self) -> PendingUniques:
         return self  # never changes: copies of a statistics object share it
@@ -76,6 +109,18 @@ class PendingUniques:
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         # Pickle the uniques themselves, not the copy of the data.
         return _identity, (self.result(),)
+
+
+def _keys_fit(values: numpy.ndarray, rmin: Any, rmax: Any) -> bool:
+    """Whether large float32/float64 ``values`` may be held as int16 cent keys: compiled loops
+    are in use and every key ``rint(x*100)`` lies in ``[-32767, 32767]`` (those of ``rmin`` and
+    ``rmax`` do: rounding is monotonic)."""
+    if values.dtype not in _KEYED_DTYPES or not _compiled.worthwhile(values.size):
+        return False
+    hundred = values.dtype.type(100)
+    with numpy.errstate(over="ignore"):
+        low, high = numpy.rint(numpy.min(rmin) * hundred), numpy.rint(numpy.max(rmax) * hundred)
+    return bool(low >= -_KEY_LIMIT and high <= _KEY_LIMIT)
 
 
 def _identity(value: Any) -> Any:

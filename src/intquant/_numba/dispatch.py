@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BEYOND_INT64",
+    "NEGATIVE_ZERO_KEY",
+    "cent_keys",
     "MIN_SIZE",
     "NAN_FOUND",
     "avx512_element_at",
@@ -275,6 +277,25 @@ def round_cents(values: numpy.ndarray) -> numpy.ndarray:
 
     _run_slices(round_slice, flat.size, _parts(flat.size))
     return rounded
+
+
+#: The int16 key :func:`cent_keys` stores for ``-0.0`` (keys themselves lie in [-32767, 32767]).
+NEGATIVE_ZERO_KEY = -32768
+
+
+def cent_keys(values: numpy.ndarray) -> numpy.ndarray:
+    """``rint(x*100)`` of float32/float64 ``values`` as int16, in one pass, ``-0.0`` stored as
+    :data:`NEGATIVE_ZERO_KEY`; every key must lie in ``[-32767, 32767]`` (flattened, C order)."""
+    cent_keys_range = _loops().cent_keys_range
+    flat = numpy.ravel(values)
+    hundred = values.dtype.type(100)
+    keys = numpy.empty(values.size, dtype=numpy.int16)
+
+    def keys_slice(part: int, start: int, stop: int) -> None:
+        cent_keys_range(flat, hundred, keys, start, stop)
+
+    _run_slices(keys_slice, flat.size, _parts(flat.size))
+    return keys
 
 
 def introsort_element_at(rounded: numpy.ndarray, position: int) -> Any:

@@ -90,6 +90,17 @@ def cents_range(values, hundred, key_low, seen, start, stop):
 
 
 @jit
+def cent_keys_range(values, hundred, keys, start, stop):
+    # keys = rint(x*100) as int16 (every key in [-32767, 32767]), the key -0.0 stored as -32768.
+    source = values[start:stop]
+    target = keys[start:stop]
+    for index in range(source.size):
+        key = numpy.rint(source[index] * hundred)
+        negative_zero = key == 0 and numpy.signbit(key)
+        target[index] = numpy.int16(-32768) if negative_zero else numpy.int16(key)
+
+
+@jit
 def round_range(values, hundred, rounded, start, stop):
     # Over slices, as quantize_range.
     source = values[start:stop]
