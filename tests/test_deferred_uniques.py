@@ -167,3 +167,38 @@ def test_large_values_held_as_cent_keys_give_the_same_uniques(dtype: type, scale
     assert pending.held_bytes == (values.size * 2 if fits else values.nbytes)
     assert _same(stats.uvalues, calibrate(values)[2])
     assert pending.held_bytes == 0
+
+
+def _threaded_range_cases() -> list[numpy.ndarray]:
+    """Arrays large enough for the range reduced on threads (and keys): zero extremes of both
+    signs, non-zero ones, keys beyond int16, a lone -0.0 among +0.0."""
+    rng = numpy.random.default_rng(7)
+    normal = rng.standard_normal(250_000)
+    nonnegative = numpy.abs(normal)
+    nonnegative[::5] = 0.0
+    nonnegative[3::7] = -0.0
+    nonpositive = -nonnegative
+    zeros = numpy.zeros(250_000)
+    zeros[177_777] = -0.0
+    return [normal, nonnegative, nonpositive, zeros, normal * 1000, normal + 400]
+
+
+@pytest.mark.parametrize("dtype", [numpy.float32, numpy.float64])
+@pytest.mark.parametrize("case", range(len(_threaded_range_cases())))
+def test_threaded_range_equals_numpy_min_and_max(dtype: type, case: int) -> None:
+    values = _threaded_range_cases()[case].astype(dtype)
+    rmin, rmax, pending = calibrate(values, defer_uniques=True)
+    expected_min, expected_max = numpy.min(values), numpy.max(values)
+    for got, expected in ((rmin, expected_min), (rmax, expected_max)):
+        assert type(got) is type(expected) and got == expected
+        assert numpy.signbit(got) == numpy.signbit(expected)
+    stats = MinMaxQuantizationStats(rmax, rmin, pending)
+    assert _same(stats.uvalues, calibrate(values)[2])
+
+
+@pytest.mark.parametrize("bad", [numpy.nan, numpy.inf, -numpy.inf])
+def test_threaded_range_still_refuses_non_finite_values(bad: float) -> None:
+    values = _with_both_zeros(numpy.float32, 250_000)
+    values[223_456] = bad
+    with pytest.raises(ValueError, match="NaN" if numpy.isnan(bad) else "infinity"):
+        MinMaxQuantizationStats().compute_quantization_stats(values)

@@ -28,7 +28,7 @@ from intquant._core.members import (
     require_keys,
     same_members,
 )
-from intquant._core.uniques import DeferredMember, PendingUniques
+from intquant._core.uniques import DeferredMember, PendingUniques, pending_statistics
 from intquant.errors import InvalidTypeError, InvalidValueError, MissingParameterError
 
 __all__ = ["MinMaxQuantizationStats", "calibrate", "fold_in", "merge_statistics", "uniform_grid_check"]
@@ -216,6 +216,9 @@ def calibrate(
     if axis is None and block_size is None:
         if not defer_uniques:
             return minmax_statistics(array)
+        fused = pending_statistics(array)  # one compiled pass, where it applies
+        if fused is not None:
+            return fused
         rmin, rmax = minmax_range(array)
         return rmin, rmax, PendingUniques(array, rmin, rmax, None)
     extent = granularity_of(axis, block_size).extent(array.shape)

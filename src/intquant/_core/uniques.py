@@ -15,6 +15,7 @@ keeps one private copy of the data); each object stores its own copy of the resu
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import Any
 
@@ -25,7 +26,7 @@ from intquant._core.formulas import rounded_uniques
 from intquant._core.granularity import grouped
 from intquant._numba import dispatch as _compiled
 
-__all__ = ["DeferredMember", "PendingUniques", "pending_state"]
+__all__ = ["DeferredMember", "PendingUniques", "pending_state", "pending_statistics"]
 
 _KEYED_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _KEY_LIMIT = 32767
@@ -109,6 +110,30 @@ class PendingUniques:
     def __reduce__(self) -> tuple[Any, tuple[Any]]:
         # Pickle the uniques themselves, not the copy of the data.
         return _identity, (self.result(),)
+
+
+def pending_statistics(values: numpy.ndarray) -> tuple[Any, Any, PendingUniques] | None:
+    """``(rmin, rmax, pending uvalues)`` of large, finite, C-contiguous float32/float64
+    ``values`` per tensor, their range reduced on the compiled loops' threads; None where that
+    does not apply (no compiled loops, small or other arrays, NaN or infinite values): then the
+    caller computes them as usual, errors included.
+
+    ``rmin``/``rmax`` equal ``numpy.min``/``numpy.max`` exactly: a non-zero extreme has one bit
+    pattern; a zero one is asked of numpy, whose choice between ``-0.0`` and ``0.0`` is kept.
+    """
+    if (
+        values.dtype not in _KEYED_DTYPES
+        or not values.flags.c_contiguous
+        or values.size < _compiled.PARALLEL_MIN_SIZE
+        or not _compiled.worthwhile(values.size)
+    ):
+        return None
+    low, high = _compiled.float_range(values)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    rmin = values.min() if low == 0 else low
+    rmax = values.max() if high == 0 else high
+    return rmin, rmax, PendingUniques(values, rmin, rmax, None)
 
 
 def _keys_fit(values: numpy.ndarray, rmin: Any, rmax: Any) -> bool:

@@ -52,6 +52,7 @@ __all__ = [
     "enabled",
     "introsort_element_at",
     "quantize_floats",
+    "float_range",
     "round_cents",
     "sorted_rows_elements_at",
     "unique_cents",
@@ -296,6 +297,23 @@ def cent_keys(values: numpy.ndarray) -> numpy.ndarray:
 
     _run_slices(keys_slice, flat.size, _parts(flat.size))
     return keys
+
+
+def float_range(values: numpy.ndarray) -> tuple[Any, Any]:
+    """``(min, max)`` of non-empty C-contiguous float ``values``, numpy's reductions run on one
+    slice per thread (they release the GIL). NaN if a value is NaN. A zero extreme's sign is
+    the zero one slice's reduction returned: ask numpy for the whole array when it matters."""
+    flat = values.reshape(-1)
+
+    def reduced(part: int, start: int, stop: int) -> tuple[Any, Any]:
+        piece = flat[start:stop]
+        return piece.min(), piece.max()
+
+    parts = _run_slices(reduced, flat.size, _parts(flat.size))
+    lows, highs = [low for low, _ in parts], [high for _, high in parts]
+    if any(numpy.isnan(low) for low in lows):
+        return values.dtype.type(numpy.nan), values.dtype.type(numpy.nan)
+    return min(lows), max(highs)
 
 
 def introsort_element_at(rounded: numpy.ndarray, position: int) -> Any:
