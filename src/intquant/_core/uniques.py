@@ -3,9 +3,10 @@
 ``uvalues = unique(rint(x*100)/100)`` costs more than the rest of calibration (a pass marking
 keys, then, when the data hold both ``-0.0`` and ``0.0``, numpy 1.24's sort followed to the
 first zero), and only QAT parameters, serialization and readers of the attribute need it. So
-``compute_quantization_stats`` stores a :class:`PendingUniques`: a private copy of the values
-(never the caller's array, which the caller may change afterwards), turned into the uniques the
-first time anything reads ``uvalues``, and then dropped. :class:`DeferredMember` is the
+``compute_quantization_stats`` stores a :class:`PendingUniques`: a private copy of the values, or
+for large float arrays their int16 cent keys (never the caller's array, which the caller may
+change afterwards), turned into the uniques the first time anything reads ``uvalues``, and then
+dropped. :class:`DeferredMember` is the
 attribute that does this transparently: what a user reads, compares or serializes is exactly
 what the eager computation gives.
 
