@@ -27,8 +27,8 @@ the heapsort fallback is common; its extraction steps are O(1) once only equal e
 
 ``paths`` counts the steps taken: ``PARTITIONS``, ``MINIMUM_PIVOT_STEPS``, ``BITONIC_SORTS``,
 ``HEAPSORTS``. numba's disk cache does not notice changes to functions of other files, so after
-editing ``introsort_loop`` in :mod:`intquant._numba.loops` delete this module's ``__pycache__``
-entries (``select_introsort_rows`` calls it).
+editing ``introsort_loop`` or ``sift_down`` in :mod:`intquant._numba.loops` delete this module's
+``__pycache__`` entries (``select_introsort_rows`` and ``heapsort_select`` call them).
 """
 # mypy: ignore-errors
 
@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy
 
-from intquant._numba.loops import introsort_loop, jit
+from intquant._numba.loops import introsort_loop, jit, sift_down
 
 LANES = 16
 SMALL = 128  # ranges of at most this many elements are sorted by the bitonic networks
@@ -334,33 +334,15 @@ def heapsort_select(arr, left, size, position):
     # `position`: each extraction step writes its heap end for good.
     base = left - 1  # heap slot q (1-based) is arr[base + q]
     for start in range(size >> 1, 0, -1):
-        sift_from(arr, base, start, arr[base + start], size)
+        sift_down(arr, base, start, arr[base + start], size)
     target = position - base
     for end in range(size, 1, -1):
         item = arr[base + end]
         arr[base + end] = arr[base + 1]
         if end == target:
             return arr[base + end]
-        sift_from(arr, base, 1, item, end - 1)
+        sift_down(arr, base, 1, item, end - 1)
     return arr[base + 1]
-
-
-@jit
-def sift_from(arr, base, start, item, end):
-    # Move `item` down from heap slot `start` in a heap of `end` slots: along the larger child
-    # (the right one only when strictly larger) while that child is strictly bigger than it.
-    i = start
-    j = start * 2
-    while j <= end:
-        if j < end and arr[base + j] < arr[base + j + 1]:
-            j += 1
-        if item < arr[base + j]:
-            arr[base + i] = arr[base + j]
-            i = j
-            j += j
-        else:
-            break
-    arr[base + i] = item
 
 
 @jit

@@ -268,16 +268,7 @@ def unique_cents(values: numpy.ndarray, key_low: int, key_high: int) -> tuple[nu
 
 def round_cents(values: numpy.ndarray) -> numpy.ndarray:
     """``rint(x*100)/100`` of float32/float64 ``values``, flattened, in one pass."""
-    round_range = _loops().round_range
-    flat = numpy.ravel(values)
-    hundred = values.dtype.type(100)
-    rounded = numpy.empty(values.size, dtype=values.dtype)
-
-    def round_slice(part: int, start: int, stop: int) -> None:
-        round_range(flat, hundred, rounded, start, stop)
-
-    _run_slices(round_slice, flat.size, _parts(flat.size))
-    return rounded
+    return _cents_pass(_loops().round_range, values, values.dtype)
 
 
 #: The int16 key :func:`cent_keys` stores for ``-0.0`` (keys themselves lie in [-32767, 32767]).
@@ -287,16 +278,21 @@ NEGATIVE_ZERO_KEY = -32768
 def cent_keys(values: numpy.ndarray) -> numpy.ndarray:
     """``rint(x*100)`` of float32/float64 ``values`` as int16, in one pass, ``-0.0`` stored as
     :data:`NEGATIVE_ZERO_KEY`; every key must lie in ``[-32767, 32767]`` (flattened, C order)."""
-    cent_keys_range = _loops().cent_keys_range
+    return _cents_pass(_loops().cent_keys_range, values, numpy.dtype(numpy.int16))
+
+
+def _cents_pass(loop: Any, values: numpy.ndarray, dtype: numpy.dtype[Any]) -> numpy.ndarray:
+    """``loop(flat values, 100, out, start, stop)`` over one slice per thread, into a new flat
+    array of ``dtype``."""
     flat = numpy.ravel(values)
     hundred = values.dtype.type(100)
-    keys = numpy.empty(values.size, dtype=numpy.int16)
+    out = numpy.empty(values.size, dtype=dtype)
 
-    def keys_slice(part: int, start: int, stop: int) -> None:
-        cent_keys_range(flat, hundred, keys, start, stop)
+    def run_slice(part: int, start: int, stop: int) -> None:
+        loop(flat, hundred, out, start, stop)
 
-    _run_slices(keys_slice, flat.size, _parts(flat.size))
-    return keys
+    _run_slices(run_slice, flat.size, _parts(flat.size))
+    return out
 
 
 def float_range(values: numpy.ndarray) -> tuple[Any, Any]:
