@@ -2,17 +2,18 @@
 PYTHON ?= python3
 VENV := .venv
 OLDEST_VENV := .venv-oldest
+NUMPY126_VENV := .venv-numpy126
 # Tests compare per-channel scales with PyTorch's observers. This pinned CPU build is the one on
 # this machine's disk; an unpinned torch would pull a multi-gigabyte GPU build.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-oldest test-pure lint bench docs clean
+.PHONY: demo test test-oldest test-numpy126 test-pure lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo,torch,onnx,dask,docs]"
+	$(VENV)/bin/python -m pip install --quiet -e ".[test,fast,demo,torch,onnx,dask,docs,safetensors]"
 	touch $@
 
 # The oldest numpy intquant supports, the one Concrete ML 1.7 users are pinned to.
@@ -20,11 +21,19 @@ $(OLDEST_VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(OLDEST_VENV)
 	$(OLDEST_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(OLDEST_VENV)/bin/python -m pip install --quiet $(TORCH)
-	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast,demo,torch,onnx,dask]"
+	$(OLDEST_VENV)/bin/python -m pip install --quiet "numpy==1.24.*" -e ".[test,fast,demo,torch,onnx,dask,safetensors]"
 	touch $@
 
+# numpy 1.26.4, the one Concrete ML 1.8/1.9 pins: the golden data of 1.7 and 1.9 (no torch).
+$(NUMPY126_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(NUMPY126_VENV)
+	$(NUMPY126_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(NUMPY126_VENV)/bin/python -m pip install --quiet "numpy==1.26.4" -e ".[test]"
+	touch $@
+
+# --force: the demo replaces its own plot from an earlier run (intquant demo alone refuses to).
 demo: $(VENV)/.installed
-	$(VENV)/bin/intquant demo
+	$(VENV)/bin/intquant demo --force
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests tools benchmarks
@@ -43,6 +52,10 @@ test-oldest: $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python -c "import numpy; assert numpy.__version__.startswith('1.24'), numpy.__version__"
 	$(OLDEST_VENV)/bin/python -m pytest -q
 
+test-numpy126: $(NUMPY126_VENV)/.installed
+	$(NUMPY126_VENV)/bin/python -c "import numpy; assert numpy.__version__ == '1.26.4', numpy.__version__"
+	$(NUMPY126_VENV)/bin/python -m pytest -q tests/test_golden.py tests/test_golden_v1_9.py tests/test_compat_v1_9.py
+
 # The API reference from the docstrings, and docs/*.md, as HTML in build/docs (warnings are errors).
 docs: $(VENV)/.installed
 	$(VENV)/bin/python -m sphinx -W --keep-going -b html docs build/docs
@@ -59,4 +72,4 @@ bench: $(VENV)/.installed $(OLDEST_VENV)/.installed
 	$(OLDEST_VENV)/bin/python benchmarks/peers.py $(PEERS)
 
 clean:
-	rm -rf $(VENV) $(OLDEST_VENV) build src/*.egg-info
+	rm -rf $(VENV) $(OLDEST_VENV) $(NUMPY126_VENV) build src/*.egg-info

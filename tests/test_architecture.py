@@ -20,9 +20,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("intquant._numpy124.*", "intquant._numba.*"),
     ("intquant._core.*",),
     ("intquant.options", "intquant.statistics", "intquant.parameters", "intquant.quantizer",
-     "intquant.quantized_array", "intquant.serialization", "intquant.quantizers"),
+     "intquant.quantized_array", "intquant.serialization", "intquant.quantizers", "intquant.compat.*"),
     ("intquant.calibration.*", "intquant.metrics"),
-    ("intquant", "intquant.torch", "intquant.onnx", "intquant.dask", "intquant.cli.*",
+    ("intquant", "intquant.torch.*", "intquant.onnx.*", "intquant.dask", "intquant.cli.*",
      "intquant.demo", "intquant.__main__"),
 )  # fmt: skip
 
@@ -303,9 +303,9 @@ def test_every_serialization_tag_is_registered_once_intquant_is_loaded() -> None
         "assert not wrong, f'TAG_MODULES names a module that does not define the class: {wrong}'\n"
     )
     text = (
-        '{"type_name": "intquant.PercentileStats", "format_version": 1, "serialized_value": '
-        '{"percentile": 99.99, "bins": 2048, "counts": null, "low": null, "high": null, '
-        '"minimum": null, "maximum": null}}'
+        '{"type_name": "intquant.PercentileStats", "format_version": 2, "serialized_value": '
+        '{"percentile": 99.99, "bins": 2048, "axis": null, "block_size": null, "counts": null, '
+        '"low": null, "high": null, "minimum": null, "maximum": null}}'
     )
     loaded = _run(  # only `import intquant`: the codec imports the tag's module on demand
         f"import intquant\ntext = {text!r}\nvalue = intquant.loads(text)\n"

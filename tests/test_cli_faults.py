@@ -28,6 +28,8 @@ import pytest
 from intquant import loads
 
 cli = importlib.import_module("intquant.cli.main")  # the module; intquant.cli.main is also the function
+commands = importlib.import_module("intquant.cli.commands")
+report = importlib.import_module("intquant.cli.report")
 
 TIMEOUT = 10.0  # seconds: any single wait of these tests
 
@@ -132,7 +134,18 @@ def test_full_disk_is_an_error_not_a_crash(tmp_path: Path, small_disk: Path) -> 
     old = bytes(range(256)) * 400  # 100 KiB of an old output, on the small disk
     (small_disk / "out.npy").write_bytes(old)
     result = subprocess.run(
-        command("quantize", "w.npy", "q.json", "-o", "disk/out.npy", "--force", "--chunk-size", "5000"),
+        command(
+            "quantize",
+            "w.npy",
+            "q.json",
+            "-o",
+            "disk/out.npy",
+            "--force",
+            "--chunk-size",
+            "5000",
+            "--dtype",
+            "int64",  # 1.6 MB of codes: more than the disk holds
+        ),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -170,7 +183,18 @@ def test_file_size_limit_is_an_error_not_a_crash(tmp_path: Path) -> None:
     calibrate(tmp_path / "w.npy", tmp_path / "q.json")
     (tmp_path / "out.npy").write_bytes(b"old output")
     result = subprocess.run(
-        command("quantize", "w.npy", "q.json", "-o", "out.npy", "--force", "--chunk-size", "5000"),
+        command(
+            "quantize",
+            "w.npy",
+            "q.json",
+            "-o",
+            "out.npy",
+            "--force",
+            "--chunk-size",
+            "5000",
+            "--dtype",
+            "int64",  # 1.6 MB of codes: beyond the 1 MiB limit
+        ),
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -217,7 +241,7 @@ def test_a_signal_in_process_returns_its_status_and_restores_the_handlers(
 
     previous = signal.signal(signal.SIGTERM, keep)
     try:
-        chunks = cli.row_chunks
+        chunks = commands.row_chunks
 
         def signalled_chunks(*arguments: Any) -> Iterator[slice]:
             for number, part in enumerate(chunks(*arguments)):
@@ -225,7 +249,7 @@ def test_a_signal_in_process_returns_its_status_and_restores_the_handlers(
                     os.kill(os.getpid(), signal.SIGTERM)
                 yield part
 
-        monkeypatch.setattr(cli, "row_chunks", signalled_chunks)
+        monkeypatch.setattr(commands, "row_chunks", signalled_chunks)
         capsys.readouterr()
         status = cli.main(["quantize", "w.npy", "q.json", "-o", "out.npy", "--chunk-size", "10"])
         assert (status, capsys.readouterr().err) == (
@@ -242,10 +266,10 @@ def test_a_signal_in_process_returns_its_status_and_restores_the_handlers(
 @pytest.mark.parametrize(
     "arguments",
     [
-        ["calibrate", "w.npy", "-o", "out"],
-        ["quantize", "w.npy", "q.json", "-o", "out"],
-        ["dequantize", "w.npy", "q.json", "-o", "out"],
-        ["report", "w.npy", "--bits", "4", "--plot", "out"],
+        ["calibrate", "w.npy", "-o", "out.json"],
+        ["quantize", "w.npy", "q.json", "-o", "out.npy"],
+        ["dequantize", "c.npy", "q.json", "-o", "out.npy"],
+        ["report", "w.npy", "--bits", "4", "--plot", "out.png"],
     ],
     ids=lambda arguments: arguments[0],
 )
@@ -261,39 +285,42 @@ def test_an_output_that_appears_mid_run_is_not_replaced(
     # between was replaced.
     if arguments[0] == "report":
         pytest.importorskip("matplotlib")
+    output = tmp_path / arguments[arguments.index("-o" if "-o" in arguments else "--plot") + 1]
     numpy.save(tmp_path / "w.npy", numpy.linspace(-1, 1, 1000).reshape(100, 10))
+    numpy.save(tmp_path / "c.npy", numpy.arange(1000, dtype=numpy.uint8).reshape(100, 10))
     monkeypatch.chdir(tmp_path)
     assert cli.main(["calibrate", "w.npy", "-o", "q.json"]) == 0
+    inputs = ["c.npy", "q.json", "w.npy"]
     if not hard_links:  # a file system without hard links (FAT, some network mounts)
 
         def no_link(source: Any, target: Any, **options: Any) -> None:
             raise OSError(errno.EPERM, "Operation not permitted")
 
         monkeypatch.setattr(os, "link", no_link)
-    load_array = cli.load_array
+    load_array = commands.load_array
 
-    def load_while_another_writes(spec: str) -> Any:  # after check_output, before the write
-        (tmp_path / "out").write_bytes(b"another program's output")
+    def load_while_another_writes(spec: Any) -> Any:  # after check_output, before the write
+        output.write_bytes(b"another program's output")
         return load_array(spec)
 
-    monkeypatch.setattr(cli, "load_array", load_while_another_writes)
+    for module in (commands, report):
+        monkeypatch.setattr(module, "load_array", load_while_another_writes)
     capsys.readouterr()
     assert cli.main(arguments) == 2
-    one_error_line(capsys.readouterr().err, "output out appeared while writing; not replaced (use --force)")
-    assert (tmp_path / "out").read_bytes() == b"another program's output"
-    assert sorted(os.listdir(tmp_path)) == ["out", "q.json", "w.npy"]
+    one_error_line(
+        capsys.readouterr().err, f"output {output.name} appeared while writing; not replaced (use --force)"
+    )
+    assert output.read_bytes() == b"another program's output"
+    assert sorted(os.listdir(tmp_path)) == sorted([output.name, *inputs])
     # With --force it is replaced; without, a new output is written as before.
     assert cli.main([*arguments, "--force"]) == 0
-    assert (tmp_path / "out").read_bytes() != b"another program's output"
-    monkeypatch.setattr(cli, "load_array", load_array)
-    (tmp_path / "out").unlink()
+    assert output.read_bytes() != b"another program's output"
+    for module in (commands, report):
+        monkeypatch.setattr(module, "load_array", load_array)
+    output.unlink()
     assert cli.main(arguments) == 0
-    assert (tmp_path / "out").stat().st_size > 0 and sorted(os.listdir(tmp_path)) == [
-        "out",
-        "q.json",
-        "w.npy",
-    ]
-    assert (tmp_path / "out").stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert output.stat().st_size > 0 and sorted(os.listdir(tmp_path)) == sorted([output.name, *inputs])
+    assert output.stat().st_mode & 0o777 == 0o666 & ~_umask()
 
 
 def _umask() -> int:

@@ -747,7 +747,9 @@ def _command_line(
     (folder / "q.json").write_text(intquant.dumps(quantizer))
     output = folder / "out.npy"
     output.unlink(missing_ok=True)
-    arguments = [folder / "in.npy", folder / "q.json", "-o", output, "--quiet", "--chunk-size", "5"]
+    # The seed's dtypes: int64 codes, float64 values (the command line's defaults are smaller).
+    dtype = ["--dtype", "int64" if command == "quantize" else "float64"]
+    arguments = [folder / "in.npy", folder / "q.json", "-o", output, "--quiet", "--chunk-size", "5", *dtype]
     result = subprocess.run(
         [sys.executable, "-m", "intquant", command, *map(str, arguments)],
         capture_output=True,

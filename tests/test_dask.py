@@ -279,7 +279,9 @@ def test_update_statistics_refuses_a_mismatch_before_computing() -> None:
     with pytest.raises(InvalidTypeError, match=r"with block grid \(60, 1\) into statistics .* grid \(\)"):
         iqdask.update_statistics(stats, never.astype(numpy.float32), axis=0)
     assert_same_statistics(stats, before)
-    with pytest.raises(InvalidTypeError, match="into a MinMaxQuantizationStats; got dict"):
+    with pytest.raises(
+        InvalidTypeError, match=r"into a MinMaxQuantizationStats \(or a UniformQuantizer\); got dict"
+    ):
         iqdask.update_statistics({}, never)  # type: ignore[arg-type]
     # A failed computation leaves the statistics unchanged too.
     with pytest.raises(AssertionError, match="the array was computed"):
@@ -381,6 +383,42 @@ def test_dequant_of_float32_codes_keeps_float32() -> None:
     restored = iqdask.dequant(quantizer, da.from_array(codes, chunks=(7, 11)))
     assert restored.dtype == numpy.float32
     assert_identical(restored.compute(), quantizer.dequant(codes))
+
+
+@pytest.mark.parametrize("target", [numpy.float32, "float64"])
+@pytest.mark.parametrize("granularity", [{}, {"block_size": (10, 10)}])
+def test_dequant_casts_as_numpy_dequant_does(target: Any, granularity: dict[str, Any]) -> None:
+    values = normal_values(numpy.float64)
+    quantizer = numpy_quantizer(values, QuantizationOptions(8, **granularity))
+    codes = quantizer.quant(values)
+    restored = iqdask.dequant(quantizer, da.from_array(codes, chunks=(7, 11)), target)
+    assert restored.dtype == numpy.dtype(target)
+    assert_identical(restored.compute(), quantizer.dequant(codes, target))
+    empty = iqdask.dequant(quantizer, da.from_array(codes, chunks=((10, 0, 50), (50,))), target)
+    assert_identical(empty.compute(), quantizer.dequant(codes, target))  # a zero-size chunk too
+    with pytest.raises(InvalidTypeError, match=r"float32 or float64 .*got 'int8'"):
+        iqdask.dequant(quantizer, da.from_array(codes), "int8")
+
+
+def test_statistics_keep_their_float32_sort() -> None:
+    values = normal_values(numpy.float32)
+    stats = iqdask.compute_statistics(da.from_array(values, chunks=(7, 11)), float32_sort="introsort")
+    assert stats.float32_sort == "introsort"
+    with pytest.raises(InvalidValueError, match="'float32_sort' must be 'avx512'"):
+        iqdask.compute_statistics(da.from_array(values), float32_sort="quicksort")
+    with pytest.raises(InvalidValueError, match="'float32_sort' must be 'avx512'"):
+        iqdask.update_statistics(MinMaxQuantizationStats(), da.from_array(values), float32_sort="quicksort")
+
+
+def test_update_statistics_folds_into_a_quantizer() -> None:
+    first, second = normal_values(numpy.float64, seed=1), normal_values(numpy.float64, seed=2) * 2
+    quantizer = UniformQuantizer(QuantizationOptions(8, axis=1))
+    iqdask.update_statistics(quantizer, da.from_array(first, chunks=(7, 11)), axis=1)
+    iqdask.update_statistics(quantizer, da.from_array(second, chunks=(7, 11)), axis=1)
+    expected = MinMaxQuantizationStats()
+    expected.update(first, axis=1)
+    expected.update(second, axis=1)
+    assert_same_statistics(quantizer.quant_stats, expected)
 
 
 def test_zero_dimensional_quantization() -> None:

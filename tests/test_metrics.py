@@ -8,7 +8,7 @@ import numpy
 import pytest
 
 from intquant import QuantizedArray
-from intquant.metrics import choose_n_bits, quantization_error
+from intquant.metrics import QuantizationErrors, choose_n_bits, quantization_error
 
 
 def test_metrics_follow_their_definitions() -> None:
@@ -47,3 +47,15 @@ def test_choose_n_bits_errors() -> None:
         choose_n_bits(numpy.linspace(0, 1, 100), 90.0, max_n_bits=3)
     with pytest.raises(TypeError, match="'target_sqnr_db' must be a number of decibels"):
         choose_n_bits(numpy.ones(3), "high")  # type: ignore[arg-type]
+
+
+def test_metrics_refuse_to_gather_a_dask_array() -> None:
+    dask_array = pytest.importorskip("dask.array", reason="the dask extra is not installed")
+    values = numpy.linspace(0.0, 1.0, 100)
+    quantizer = QuantizedArray(8, values).quantizer
+    with pytest.raises(TypeError, match="values to measure the error of are a dask array"):
+        quantization_error(dask_array.from_array(values, chunks=10), quantizer)
+    errors = QuantizationErrors()
+    with pytest.raises(TypeError, match="restored values are a dask array"):
+        errors.add(values, dask_array.from_array(values, chunks=10))
+    assert errors.count == 0

@@ -21,7 +21,14 @@ from intquant.errors import (
     InvalidValueError,
     MissingParameterError,
 )
-from intquant.onnx import MissingDependencyError, code_dtype, dequantize_model, quantize_model
+from intquant.onnx import (
+    MissingDependencyError,
+    code_dtype,
+    dequantize_model,
+    dequantizer_to_onnx,
+    quantize_model,
+    quantizer_to_onnx,
+)
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -29,15 +36,30 @@ ort = pytest.importorskip("onnxruntime")
 _RNG_SEED = 20240601
 
 
-def _run(model: Any, x: numpy.ndarray) -> numpy.ndarray:
-    """Check ``model`` (one input ``x``, one output ``y``) and run it on ``x`` in onnxruntime."""
-    onnx.checker.check_model(model)
-    assert [value.name for value in model.graph.input] == ["x"]
-    assert [value.name for value in model.graph.output] == ["y"]
+def _check(model: Any) -> None:
+    """``onnx.checker.check_model``, on a copy with a stand-in rank where the input and output
+    declare none (any rank: the checker wants declared shapes, see test_any_rank_and_the_checker)."""
+    checked = onnx.ModelProto()
+    checked.CopyFrom(model)
+    for value in (*checked.graph.input, *checked.graph.output):
+        if not value.type.tensor_type.HasField("shape"):
+            value.type.tensor_type.shape.dim.add().dim_param = "stand_in"
+    onnx.checker.check_model(checked)
+
+
+def _session(model: Any) -> Any:
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    (y,) = session.run(None, {"x": x})
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _run(model: Any, x: numpy.ndarray, names: tuple[str, str] = ("x", "y")) -> numpy.ndarray:
+    """Check ``model`` (one input ``x``, one output ``y`` unless ``names`` says otherwise) and run
+    it on ``x`` in onnxruntime."""
+    _check(model)
+    assert [value.name for value in model.graph.input] == [names[0]]
+    assert [value.name for value in model.graph.output] == [names[1]]
+    (y,) = _session(model).run(None, {names[0]: x})
     return numpy.asarray(y)
 
 
@@ -192,11 +214,162 @@ def test_exact_export_of_a_zero_dimensional_input() -> None:
     quantizer = QuantizedArray(8, numpy.array([-1.0, 0.3, 2.5], dtype=numpy.float32)).quantizer
     scalar_model = quantize_model(quantizer, exact=True, shape=())
     assert _ops(scalar_model)[0] == "Cast"
-    array_model = quantize_model(quantizer, exact=True)
+    array_model = quantize_model(quantizer, exact=True, shape=["n"])
+    assert _ops(array_model)[0] == "Div"
+    any_rank = quantize_model(quantizer, exact=True)  # both, and an If on the input's rank
+    assert _ops(any_rank) == ["Shape", "Size", "Equal", "If"]
+    # values a few ulps from half-way points, where float32 and float64 arithmetic round to
+    # different codes: the 0-d rule matters there
+    scale, zero_point = numpy.float64(quantizer.scale), quantizer.zero_point
+    half_way = ((numpy.arange(256) + 0.5 - zero_point) * scale).astype(numpy.float32)
+    near = numpy.concatenate([half_way + step * numpy.spacing(half_way) for step in range(-3, 4)])
+    in_float64 = numpy.rint(near.astype(numpy.float64) / scale + zero_point)
+    in_float32 = numpy.rint(near / numpy.float32(scale) + numpy.float32(zero_point))
+    differ = near[in_float64 != in_float32][::10]
+    assert differ.size > 20
     values = numpy.random.default_rng(_RNG_SEED).normal(size=300).astype(numpy.float32)
-    for value in values:
-        assert _run(scalar_model, numpy.array(value)) == quantizer.quant(numpy.array(value))
-    numpy.testing.assert_array_equal(_run(array_model, values), quantizer.quant(values))
+    for value in [*differ, *values[:50]]:
+        expected = quantizer.quant(numpy.array(value))
+        assert _run(scalar_model, numpy.array(value)) == expected
+        assert _run(any_rank, numpy.array(value)) == expected
+    for model in (array_model, any_rank):
+        numpy.testing.assert_array_equal(_run(model, values), quantizer.quant(values))
+        numpy.testing.assert_array_equal(_run(model, differ), quantizer.quant(differ))
+
+
+def test_per_tensor_models_take_any_rank_by_default() -> None:
+    # the README's case: 64x64 weights
+    weights = numpy.random.default_rng(_RNG_SEED).normal(size=(64, 64)).astype(numpy.float32)
+    quantizer = QuantizedArray(8, weights, is_signed=True).quantizer
+    codes = quantizer.quant(weights)
+    models = {
+        "standard": quantizer_to_onnx(quantizer),
+        "exact": quantizer_to_onnx(quantizer, exact=True),
+        "dequantize": dequantizer_to_onnx(quantizer),
+        "dequantize exact": dequantizer_to_onnx(quantizer, exact=True),
+    }
+    for model in models.values():
+        for value in (*model.graph.input, *model.graph.output):
+            assert not value.type.tensor_type.HasField("shape")  # any rank
+    for values in (weights, weights[0], weights.reshape(4, 16, 64), weights[0, 0, ...]):  # 2-D, 1-D, 3-D, 0-d
+        expected = numpy.asarray(quantizer.quant(values))  # a numpy scalar for 0-d values
+        numpy.testing.assert_array_equal(_run(models["exact"], values), expected)
+        standard = _run(models["standard"], values)
+        assert standard.shape == numpy.shape(expected)
+        numpy.testing.assert_array_equal(standard, _qdq_reference(values, quantizer).reshape(standard.shape))
+        restored = _run(models["dequantize exact"], expected)
+        assert restored.tobytes() == numpy.asarray(quantizer.dequant(expected)).tobytes()
+        narrow = numpy.asarray(expected).astype(standard.dtype)
+        numpy.testing.assert_allclose(
+            _run(models["dequantize"], narrow), quantizer.dequant(expected), rtol=1e-6
+        )
+    assert numpy.array_equal(_run(models["exact"], weights), codes)
+
+
+def test_any_rank_and_the_checker() -> None:
+    # ONNX's IR allows an input without a declared shape (any shape); onnx's checker asks for
+    # one (onnx/onnx#2932). docs/onnx.md says so: give shape= for a model the checker accepts.
+    quantizer = _linspace_quantizer(8)
+    with pytest.raises(onnx.checker.ValidationError, match=r"Field 'shape' of 'type' is required"):
+        onnx.checker.check_model(quantizer_to_onnx(quantizer))
+    for exact in (False, True):
+        model = quantizer_to_onnx(quantizer, exact=exact, shape=[None, None])
+        onnx.checker.check_model(model)
+        assert len(model.graph.input[0].type.tensor_type.shape.dim) == 2
+        values = numpy.linspace(-2, 2, 60, dtype=numpy.float32).reshape(6, 10)
+        expected = quantizer.quant(values) if exact else _qdq_reference(values, quantizer)
+        numpy.testing.assert_array_equal(_run(model, values), expected)
+
+
+def test_one_element_array_parameters_give_their_rank() -> None:
+    # numpy broadcasts values of lower rank against (1, 1) parameters up to rank 2
+    parameters = UniformQuantizationParameters(numpy.array([[0.25]]), numpy.array([[3]]), numpy.array([[0]]))
+    quantizer = UniformQuantizer(QuantizationOptions(4), None, parameters)
+    values = numpy.linspace(-1, 4, 30, dtype=numpy.float32).reshape(3, 10)
+    for exact in (False, True):
+        model = quantizer_to_onnx(quantizer, exact=exact)
+        dims = model.graph.input[0].type.tensor_type.shape.dim
+        assert [dim.dim_param for dim in dims] == ["d0", "d1"]
+        expected = quantizer.quant(values) if exact else _qdq_reference(values, quantizer)
+        numpy.testing.assert_array_equal(_run(model, values), expected)
+    with pytest.raises(InvalidValueError, match=r"cannot reproduce this quantizer on input of rank 1"):
+        quantizer_to_onnx(quantizer, exact=True, shape=["n"])
+    with pytest.raises(InvalidValueError, match=r"cannot reproduce this quantizer on input of rank 0"):
+        dequantizer_to_onnx(quantizer, exact=True, shape=())
+
+
+def test_input_and_output_names() -> None:
+    quantizer = _linspace_quantizer(8, is_signed=True)
+    values = numpy.linspace(-1.5, 1.5, 31, dtype=numpy.float32)
+    codes = quantizer.quant(values)
+    for exact in (False, True):
+        model = quantizer_to_onnx(quantizer, exact=exact, input_name="weights", output_name="codes")
+        produced = _run(model, values, names=("weights", "codes"))
+        if exact:
+            numpy.testing.assert_array_equal(produced, codes)
+        restore = dequantizer_to_onnx(quantizer, exact=exact, input_name="codes", output_name="weights")
+        _run(restore, produced, names=("codes", "weights"))
+    # a name an inner node would take otherwise ("scale", "cast") stays the model's own
+    model = quantizer_to_onnx(quantizer, exact=True, input_name="scale", output_name="cast", shape=["n"])
+    numpy.testing.assert_array_equal(_run(model, values, names=("scale", "cast")), codes)
+
+
+def test_the_old_names_are_the_new_functions() -> None:
+    assert quantize_model is quantizer_to_onnx
+    assert dequantize_model is dequantizer_to_onnx
+
+
+# -- intquant's int64 codes into the standard dequantization model
+
+
+@pytest.mark.parametrize("per_axis", [False, True], ids=["per-tensor", "per-axis"])
+@pytest.mark.parametrize("n_bits", [4, 8, 12])
+def test_the_standard_dequantizer_takes_intquant_codes(per_axis: bool, n_bits: int) -> None:
+    values = _calibration_data(per_axis)
+    quantizer = QuantizedArray(n_bits, values, is_signed=True, axis=1 if per_axis else None).quantizer
+    codes = quantizer.quant(values * 1.5)  # int64, some of them clipped
+    assert codes.dtype == numpy.int64
+    narrow = code_dtype(quantizer)
+    reference = _run(dequantizer_to_onnx(quantizer), codes.astype(narrow))
+    model = dequantizer_to_onnx(quantizer, codes_dtype=numpy.int64)
+    assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.INT64
+    assert _ops(model) == ["Clip", "Cast", "DequantizeLinear"]
+    restored = _run(model, codes)
+    assert restored.tobytes() == reference.tobytes()  # the cast is exact for intquant's codes
+    scale = numpy.max(numpy.asarray(quantizer.scale))
+    numpy.testing.assert_allclose(restored, quantizer.dequant(codes), rtol=1e-6, atol=1e-6 * scale)
+
+
+def test_codes_beyond_the_type_saturate() -> None:
+    quantizer = _linspace_quantizer(8)  # uint8 codes, zero point 127
+    info = numpy.iinfo(numpy.uint8)
+    wide = numpy.array([-(2**40), -300, -1, 0, 17, 255, 256, 70000, 2**40], dtype=numpy.int64)
+    saturated = numpy.clip(wide, info.min, info.max).astype(numpy.uint8)
+    expected = _run(dequantizer_to_onnx(quantizer), saturated)
+    for dtype in ("int64", "int32", "int16"):
+        codes = wide[(wide >= numpy.iinfo(dtype).min) & (wide <= numpy.iinfo(dtype).max)]
+        model = dequantizer_to_onnx(quantizer, codes_dtype=dtype)
+        restored = _run(model, codes.astype(dtype))
+        mask = (wide >= numpy.iinfo(dtype).min) & (wide <= numpy.iinfo(dtype).max)
+        assert restored.tobytes() == expected[mask].tobytes(), dtype
+    assert _ops(dequantizer_to_onnx(quantizer, codes_dtype="int16"))[:2] == ["Cast", "Clip"]  # via int32
+    assert _ops(dequantizer_to_onnx(quantizer, codes_dtype="uint8")) == ["DequantizeLinear"]
+    # a narrower type than the codes' is cast only: every code it holds fits
+    signed = _linspace_quantizer(12, is_signed=True)  # int16 codes
+    assert _ops(dequantizer_to_onnx(signed, codes_dtype="int8")) == ["Cast", "DequantizeLinear"]
+    small = numpy.array([-128, -3, 0, 127], dtype=numpy.int8)
+    restored = _run(dequantizer_to_onnx(signed, codes_dtype="int8"), small)
+    assert restored.tobytes() == _run(dequantizer_to_onnx(signed), small.astype(numpy.int16)).tobytes()
+
+
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int16", "int32", "uint32", "int64", "uint64"])
+def test_the_exact_dequantizer_takes_any_integer_codes(dtype: str) -> None:
+    quantizer = _linspace_quantizer(8, -3.0, 7.0)
+    info = numpy.iinfo(dtype)
+    codes = numpy.array([info.min, 0, 1, 100, info.max], dtype=dtype)
+    restored = _run(dequantizer_to_onnx(quantizer, exact=True, codes_dtype=dtype), codes)
+    assert restored.dtype == numpy.float64
+    assert restored.tobytes() == quantizer.dequant(codes).tobytes()
 
 
 @pytest.mark.parametrize("kind", ["no_clipping", "inferred QAT"])
@@ -269,7 +442,7 @@ def test_older_opsets() -> None:
         InvalidValueError, match=r"need QuantizeLinear's uint16 type, which arrived in opset 21"
     ):
         quantize_model(_linspace_quantizer(12), opset=13)
-    assert _ops(quantize_model(_linspace_quantizer(12), exact=True, opset=13))[0] == "Div"
+    assert _ops(quantize_model(_linspace_quantizer(12), exact=True, opset=13, shape=["n"]))[0] == "Div"
     with pytest.raises(InvalidValueError, match=r"'opset' must be at least 13"):
         quantize_model(quantizer, opset=12)
 
@@ -335,8 +508,48 @@ def test_missing_parameters() -> None:
         (lambda q: quantize_model(q, opset="21"), InvalidTypeError, r"'opset' must be an int"),
         (lambda q: quantize_model(q, shape=(-1,)), InvalidValueError, r"a size >= 0, a non-empty name"),
         (lambda q: quantize_model(q, shape="n"), InvalidTypeError, r"'shape' must be a sequence"),
+        (lambda q: quantizer_to_onnx(q, input_name=3), InvalidTypeError, r"'input_name' must be a str"),
+        (
+            lambda q: dequantizer_to_onnx(q, output_name=None),
+            InvalidTypeError,
+            r"'output_name' must be a str",
+        ),
+        (
+            lambda q: quantizer_to_onnx(q, output_name=""),
+            InvalidValueError,
+            r"'output_name' must be a non-empty",
+        ),
+        (
+            lambda q: dequantizer_to_onnx(q, input_name="v", output_name="v"),
+            InvalidValueError,
+            r"'input_name' and 'output_name' must differ .* both are 'v'",
+        ),
+        (
+            lambda q: dequantizer_to_onnx(q, codes_dtype=numpy.float32),
+            InvalidTypeError,
+            r"'codes_dtype' must be one of int8, .*; got float32",
+        ),
+        (
+            lambda q: dequantizer_to_onnx(q, codes_dtype="bogus"),
+            InvalidTypeError,
+            r"'codes_dtype' must be a numpy integer dtype; got 'bogus'",
+        ),
     ],
-    ids=["not-a-quantizer", "complex", "not-a-dtype", "exact", "opset", "negative-size", "str-shape"],
+    ids=[
+        "not-a-quantizer",
+        "complex",
+        "not-a-dtype",
+        "exact",
+        "opset",
+        "negative-size",
+        "str-shape",
+        "input-name-type",
+        "output-name-type",
+        "empty-name",
+        "equal-names",
+        "float-codes",
+        "bogus-codes",
+    ],
 )
 def test_bad_arguments(call: Any, error: type[Exception], message: str) -> None:
     with pytest.raises(error, match=message):
@@ -376,7 +589,7 @@ def test_per_axis_shape() -> None:
 def test_a_missing_onnx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnx", None)  # makes `import onnx` raise ImportError
     quantizer = _linspace_quantizer(8)
-    for build in (quantize_model, dequantize_model):
+    for build in (quantizer_to_onnx, dequantizer_to_onnx):
         with pytest.raises(MissingDependencyError, match=r'pip install "intquant\[onnx\]"') as raised:
             build(quantizer)
         assert isinstance(raised.value, IntquantError)
@@ -385,5 +598,9 @@ def test_a_missing_onnx_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_importing_intquant_does_not_import_onnx() -> None:
-    script = "import sys, intquant, intquant.onnx; assert 'onnx' not in sys.modules, 'onnx imported'"
+    script = (
+        "import sys, intquant, intquant.onnx\n"
+        "for name in ('onnx', 'onnxruntime'):\n"
+        "    assert name not in sys.modules, f'{name} imported'"
+    )
     subprocess.run([sys.executable, "-c", script], check=True)

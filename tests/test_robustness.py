@@ -207,7 +207,8 @@ def test_updates_from_many_threads_lose_no_batch(make: object) -> None:
     else:
         state = shared.dump_dict()
         assert (float(state["minimum"]), float(state["maximum"])) == (-199.5, 399.0)
-        assert int(state["counts"].sum()) == 800  # every value was counted
+        # every value was counted (entropy counts exact zeros apart from its bins)
+        assert int(state["counts"].sum()) + int(state.get("zeros", 0)) == 800
 
 
 def test_a_failed_stochastic_quant_leaves_the_random_stream_untouched() -> None:

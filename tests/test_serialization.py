@@ -169,14 +169,15 @@ def test_calibration_states_are_versioned_and_old_texts_load() -> None:
     stats = PercentileStats(99.0)
     stats.update(numpy.linspace(-1, 1, 101))
     text = dumps(stats)
-    assert _tag(text) == ("intquant.PercentileStats", 1)
+    assert _tag(text) == ("intquant.PercentileStats", 2)
     assert loads(text) == stats
-    # intquant 0.1 wrote the same payload under the bare class name: still read (version 0).
-    old = json.dumps(
-        {"type_name": "PercentileStats", "serialized_value": json.loads(text)["serialized_value"]}
-    )
+    # intquant 0.1 wrote the payload without a granularity under the bare class name: still read
+    # (version 0).
+    payload = json.loads(text)["serialized_value"]
+    payload = {key: value for key, value in payload.items() if key not in ("axis", "block_size")}
+    old = json.dumps({"type_name": "PercentileStats", "serialized_value": payload})
     assert loads(old) == stats
-    assert _tag(dumps(MSEStats())) == ("intquant.MSEStats", 1)
+    assert _tag(dumps(MSEStats())) == ("intquant.MSEStats", 2)
 
 
 def test_intquant_tags_need_a_known_format_version() -> None:

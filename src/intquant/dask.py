@@ -14,6 +14,12 @@ imported when one of these functions is first called; without it they raise
 Results equal the numpy path's: codes and dequantized values bit for bit, ``uvalues`` exactly
 but for the sign of a zero. Stochastic rounding is refused.
 
+The seed API comes here when given a dask array: ``UniformQuantizer.quant``/``dequant`` return
+:func:`quant`/:func:`dequant`'s lazy arrays, and ``compute_quantization_stats``/``update`` (of
+:class:`~intquant.MinMaxQuantizationStats` and :class:`~intquant.UniformQuantizer`) compute
+:func:`compute_statistics`/:func:`update_statistics` when called (see
+:mod:`intquant._core.foreign`).
+
 See docs/dask.md for the tutorial (clusters, memory).
 """
 
@@ -32,6 +38,7 @@ from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.formulas import code_dtype, fitting_code_dtype, minmax_statistics
 from intquant._core.granularity import BlockLayout, granularity_of
 from intquant._core.plan import DequantPlan, QuantPlan, restricted_dequant_plan, restricted_quant_plan
+from intquant._numpy124.introsort import AVX512, check_float32_sort
 from intquant.errors import (
     InvalidOptionsError,
     InvalidTypeError,
@@ -40,7 +47,7 @@ from intquant.errors import (
 )
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantizer import UniformQuantizer
-from intquant.statistics import MinMaxQuantizationStats, merge_statistics
+from intquant.statistics import MinMaxQuantizationStats, fold_in, merge_statistics
 
 if TYPE_CHECKING:
     import dask.array
@@ -83,6 +90,7 @@ def compute_statistics(
     axis: int | None = None,
     block_size: tuple[int, ...] | None = None,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    float32_sort: str = AVX512,
 ) -> MinMaxQuantizationStats:
     """Statistics of a dask array, computed on the current dask scheduler.
 
@@ -114,6 +122,9 @@ def compute_statistics(
         dask chunks need not follow them).
     split_every : int
         How many summaries one merge task takes (at least 2).
+    float32_sort : {"avx512", "introsort"}
+        Which machine's numpy 1.24 the sign of a zero in a chunk's float32 ``uvalues`` follows
+        (see :class:`~intquant.MinMaxQuantizationStats`); the statistics keep it.
 
     Returns
     -------
@@ -139,30 +150,37 @@ def compute_statistics(
     >>> compute_statistics(values, axis=0).rmax.tolist()
     [[0.5], [3.0]]
     """
-    rmin, rmax, uvalues = _statistics(array, axis, block_size, split_every)
-    return MinMaxQuantizationStats(rmax=rmax, rmin=rmin, uvalues=uvalues)
+    sort = check_float32_sort(float32_sort)
+    values, extent = _calibration_values(array, axis, block_size)
+    rmin, rmax, uvalues = _summarize(values, extent, split_every, sort)
+    return MinMaxQuantizationStats(rmax=rmax, rmin=rmin, uvalues=uvalues, float32_sort=sort)
 
 
 def update_statistics(
-    stats: MinMaxQuantizationStats,
+    stats: MinMaxQuantizationStats | UniformQuantizer,
     array: dask.array.Array | numpy.ndarray,
     *,
     axis: int | None = None,
     block_size: tuple[int, ...] | None = None,
     split_every: int = DEFAULT_SPLIT_EVERY,
+    float32_sort: str | None = None,
 ) -> None:
     """Fold a dask array into ``stats``, like :meth:`~intquant.MinMaxQuantizationStats.update`.
 
-    The array's statistics (:func:`compute_statistics`) are merged in with
-    :meth:`~intquant.MinMaxQuantizationStats.merge`: ``rmin = min(rmin, min(x))``,
+    The array's statistics (:func:`compute_statistics`) are merged in as
+    :meth:`~intquant.MinMaxQuantizationStats.merge` does, atomically: ``rmin = min(rmin, min(x))``,
     ``rmax = max(rmax, max(x))``, ``uvalues`` the union (the zero already in ``stats`` is kept).
-    Empty statistics simply take the array's.
+    Empty statistics simply take the array's. ``stats`` may also be a
+    :class:`~intquant.UniformQuantizer`, whose statistics members are updated
+    (:meth:`UniformQuantizer.update <intquant.UniformQuantizer.update>` on a dask array comes here).
+    ``float32_sort`` is :func:`compute_statistics`'s; None (default): that of ``stats``.
 
     Raises
     ------
     InvalidTypeError
-        If ``stats`` is not a :class:`~intquant.MinMaxQuantizationStats`, or holds statistics of
-        another dtype or block grid (checked before anything is computed).
+        If ``stats`` is neither a :class:`~intquant.MinMaxQuantizationStats` nor a
+        :class:`~intquant.UniformQuantizer`, or holds statistics of another dtype or block grid
+        (checked before anything is computed).
 
     Other errors are those of :func:`compute_statistics`; on any error ``stats`` is unchanged.
 
@@ -176,13 +194,17 @@ def update_statistics(
     >>> float(stats.rmin), float(stats.rmax), stats.uvalues.tolist()
     (-2.0, 1.0, [-2.0, 0.5, 1.0])
     """
-    if not isinstance(stats, MinMaxQuantizationStats):
+    if not isinstance(stats, (MinMaxQuantizationStats, UniformQuantizer)):
         raise InvalidTypeError(
-            f"update_statistics folds values into a MinMaxQuantizationStats; got "
-            f"{type(stats).__name__}. Create one with intquant.MinMaxQuantizationStats()."
+            f"update_statistics folds values into a MinMaxQuantizationStats (or a "
+            f"UniformQuantizer); got {type(stats).__name__}. Create one with "
+            f"intquant.MinMaxQuantizationStats()."
         )
+    if float32_sort is None:
+        float32_sort = getattr(stats, "float32_sort", AVX512)
+    sort = check_float32_sort(float32_sort)
     values, extent = _calibration_values(array, axis, block_size)
-    if not stats.is_empty():
+    if not (stats.rmin is None and stats.rmax is None):
         low = numpy.asarray(stats.rmin)
         dtype, shape = low.dtype, low.shape
         grid = BlockLayout.of(values.shape, extent).grid if extent is not None else ()
@@ -192,8 +214,7 @@ def update_statistics(
                 f"statistics of {dtype} values with block grid {shape}; cast every batch to one "
                 f"dtype (array.astype) and use one granularity."
             )
-    rmin, rmax, uvalues = _summarize(values, extent, split_every)
-    stats.merge(MinMaxQuantizationStats(rmax=rmax, rmin=rmin, uvalues=uvalues))
+    fold_in(stats, _summarize(values, extent, split_every, sort))
 
 
 def quantizer_from(
@@ -250,13 +271,6 @@ def quantizer_from(
     return UniformQuantizer(options, stats, params, no_clipping=no_clipping)
 
 
-def _statistics(
-    array: Any, axis: int | None, block_size: tuple[int, ...] | None, split_every: int
-) -> tuple[Any, Any, Any]:
-    values, extent = _calibration_values(array, axis, block_size)
-    return _summarize(values, extent, split_every)
-
-
 def _calibration_values(
     array: Any, axis: int | None, block_size: tuple[int, ...] | None
 ) -> tuple[Any, tuple[int, ...] | None]:
@@ -278,7 +292,9 @@ def _calibration_values(
     return values, granularity_of(axis, block_size).extent(values.shape)
 
 
-def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) -> tuple[Any, Any, Any]:
+def _summarize(
+    values: Any, extent: tuple[int, ...] | None, split_every: int, float32_sort: str
+) -> tuple[Any, Any, Any]:
     """``(rmin, rmax, uvalues)`` of validated values, by a tree reduction of chunk summaries."""
     if not is_integer(split_every) or split_every < 2:
         raise InvalidValueError(
@@ -290,6 +306,7 @@ def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) ->
     pieces = values.map_blocks(
         _chunk_summary,
         extent=extent,
+        float32_sort=float32_sort,
         dtype=object,
         chunks=(1,) * values.ndim,
         meta=numpy.empty((0,) * values.ndim, dtype=object),
@@ -320,7 +337,7 @@ def _summarize(values: Any, extent: tuple[int, ...] | None, split_every: int) ->
 
 
 def _chunk_summary(
-    chunk: numpy.ndarray, extent: tuple[int, ...] | None, block_info: Any = None
+    chunk: numpy.ndarray, extent: tuple[int, ...] | None, float32_sort: str, block_info: Any = None
 ) -> numpy.ndarray:
     """The summary of one chunk, as the single element of an object array (one per chunk).
 
@@ -331,20 +348,20 @@ def _chunk_summary(
     summary: _Summary = {}
     if extent is None:
         if chunk.size:
-            summary[(0,) * chunk.ndim] = _piece_statistics(chunk)
+            summary[(0,) * chunk.ndim] = _piece_statistics(chunk, float32_sort)
     else:
         for index, local in _pieces(block_info[0]["array-location"], extent):
             piece = chunk[local]
             if piece.size:
-                summary[index] = _piece_statistics(numpy.ascontiguousarray(piece).reshape(-1))
+                summary[index] = _piece_statistics(numpy.ascontiguousarray(piece).reshape(-1), float32_sort)
     box = numpy.empty((1,) * chunk.ndim, dtype=object)
     box[(0,) * chunk.ndim] = summary
     return box
 
 
-def _piece_statistics(values: numpy.ndarray) -> tuple[Any, Any, Any]:
+def _piece_statistics(values: numpy.ndarray, float32_sort: str) -> tuple[Any, Any, Any]:
     try:
-        return minmax_statistics(values)
+        return minmax_statistics(values, float32_sort)
     except InvalidValueError:  # NaN or an infinity: keep them in rmin/rmax, reported at the end
         return numpy.min(values), numpy.max(values), None
 
@@ -463,7 +480,9 @@ def quant(
     return values.map_blocks(_quantize_chunk, plan, out_dtype, dtype=out_dtype, meta=meta)
 
 
-def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray) -> dask.array.Array:
+def dequant(
+    quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray, dtype: Any = None
+) -> dask.array.Array:
     """Dequantize a dask array lazily, chunk by chunk: ``x = scale * (q - float64(zero_point))``.
 
     Each chunk's values are those :meth:`~intquant.UniformQuantizer.dequant` gives for the whole
@@ -476,6 +495,9 @@ def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray
         A quantizer with a scale and zero point.
     array : dask.array.Array
         Codes; a numpy array is wrapped with ``dask.array.asarray``.
+    dtype : optional
+        None (default): the formula's dtype. float32 or float64: the same values cast to it,
+        bit for bit, as :meth:`~intquant.UniformQuantizer.dequant` casts them.
 
     Returns
     -------
@@ -485,7 +507,8 @@ def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray
     Raises
     ------
     MissingParameterError, InvalidDtypeError, InvalidTypeError, InvalidValueError
-        As :meth:`~intquant.UniformQuantizer.dequant` raises, checked now.
+        As :meth:`~intquant.UniformQuantizer.dequant` raises, checked now (a value that
+        overflows to an infinity: when the values are computed).
 
     Examples
     --------
@@ -501,8 +524,10 @@ def dequant(quantizer: UniformQuantizer, array: dask.array.Array | numpy.ndarray
     plan = _quantizer(quantizer).dequant_plan(values.dtype, values.shape)  # every check, now
     if plan.generic or plan.dtype is None:
         raise _unchunkable(plan.scale, plan.zero_point)
-    meta = numpy.empty((0,) * values.ndim, dtype=plan.dtype)
-    return values.map_blocks(_dequantize_chunk, plan, dtype=plan.dtype, meta=meta)
+    target = _values_dtype(dtype)
+    out_dtype = plan.dtype if target is None else target
+    meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
+    return values.map_blocks(_dequantize_chunk, plan, target, dtype=out_dtype, meta=meta)
 
 
 def _quantizer(quantizer: Any) -> UniformQuantizer:
@@ -540,11 +565,31 @@ def _quantize_chunk(
     return numpy.asarray(codes)
 
 
-def _dequantize_chunk(chunk: numpy.ndarray, plan: DequantPlan, block_info: Any = None) -> numpy.ndarray:
-    """Values of one chunk: the whole array's plan restricted to the chunk's blocks."""
+def _dequantize_chunk(
+    chunk: numpy.ndarray, plan: DequantPlan, target: numpy.dtype[Any] | None, block_info: Any = None
+) -> numpy.ndarray:
+    """Values of one chunk, cast to ``target`` unless None: the whole array's plan restricted to
+    the chunk's blocks."""
     if chunk.size == 0:
-        return numpy.empty(chunk.shape, dtype=plan.dtype)
-    return numpy.asarray(dequantize_with(restricted_dequant_plan(plan, _region(block_info)), chunk))
+        return numpy.empty(chunk.shape, dtype=plan.dtype if target is None else target)
+    values = dequantize_with(restricted_dequant_plan(plan, _region(block_info)), chunk, target)
+    return numpy.asarray(values)
+
+
+def _values_dtype(dtype: Any) -> numpy.dtype[Any] | None:
+    """``dtype`` as the float32/float64 dtype dequantized values are cast to (None: no cast)."""
+    if dtype is None:
+        return None
+    try:
+        target = numpy.dtype(dtype)
+    except (TypeError, ValueError):  # not a dtype at all
+        target = None
+    if target is None or target not in (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64)):
+        raise InvalidTypeError(
+            f"dequant can return values as float32 or float64 (None: the dtype of the formula, "
+            f"float64 for integer codes); got {dtype!r}."
+        )
+    return target
 
 
 # -- inputs

@@ -8,6 +8,7 @@ from typing import Any
 import numpy
 
 from intquant._core.checks import check_n_bits
+from intquant._core.foreign import check_not_foreign
 from intquant.errors import InvalidTypeError, InvalidValueError
 from intquant.quantized_array import QuantizedArray
 
@@ -31,6 +32,8 @@ class QuantizationErrors:
 
     def add(self, reference: Any, restored: Any) -> None:
         """Fold in one chunk of original values and their restored values (same shape)."""
+        check_not_foreign(reference, "reference values")  # in memory: never gather a dask array
+        check_not_foreign(restored, "restored values")
         original = numpy.asarray(reference, dtype=numpy.float64)
         error = numpy.asarray(restored, dtype=numpy.float64) - original
         self.count += error.size
@@ -56,6 +59,9 @@ def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
     * ``sqnr_db = 10 * log10(mean(x**2) / mse)`` (``inf`` when ``mse`` is 0)
     * ``max_abs_error = max(|e|)``
 
+    ``values`` are in memory: a dask array or a torch tensor is refused (``InvalidTypeError``)
+    rather than gathered.
+
     Examples
     --------
     >>> import numpy
@@ -65,6 +71,7 @@ def quantization_error(values: Any, quantizer: Any) -> dict[str, float]:
     >>> round(error["max_abs_error"], 4), round(error["sqnr_db"], 2)
     (0.1667, 15.77)
     """
+    check_not_foreign(values, "values to measure the error of")  # never gather a dask array
     errors = QuantizationErrors()
     errors.add(values, quantizer.dequant(quantizer.quant(values)))
     return errors.result()

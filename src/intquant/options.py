@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from intquant._core.checks import check_flag, check_n_bits, check_option_combination
 from intquant._core.codec import JSONSerializable
@@ -22,8 +22,9 @@ from intquant._core.members import (
     require_keys,
     same_members,
 )
+from intquant._core.plan import CONCRETE_ML_1_7
 
-__all__ = ["QuantizationOptions", "options_equivalent"]
+__all__ = ["QuantizationOptions", "load_options", "options_equivalent"]
 
 
 class QuantizationOptions(
@@ -63,6 +64,9 @@ class QuantizationOptions(
     >>> options.n_bits, options.is_narrow
     (8, False)
     """
+
+    #: The behaviour this object follows (:data:`intquant._core.plan.CONVENTIONS`).
+    convention: ClassVar[str] = CONCRETE_ML_1_7
 
     n_bits: int
     is_signed: bool = False
@@ -130,19 +134,27 @@ class QuantizationOptions(
     def load_dict(metadata: dict[str, Any], format_version: int = 0) -> QuantizationOptions:
         """Rebuild options from :meth:`dump_dict` output (all six seed keys required); the
         payload is the same under both tags (``format_version`` 0 or 1)."""
-        require_keys(metadata, OPTION_MEMBERS, "QuantizationOptions", optional=tuple(EXTRA_OPTIONS))
-        extras = {name: metadata[name] for name in EXTRA_OPTIONS if name in metadata}
-        options = QuantizationOptions(
-            metadata["n_bits"], metadata["is_signed"], metadata["is_symmetric"], metadata["is_qat"], **extras
-        )
-        options.is_narrow = check_flag("is_narrow", metadata["is_narrow"])
-        options.is_precomputed_qat = check_flag("is_precomputed_qat", metadata["is_precomputed_qat"])
-        return options
+        return load_options(QuantizationOptions, metadata)
 
 
-def copy_options(source: Any) -> QuantizationOptions:
-    """A new :class:`QuantizationOptions` holding the six option members of ``source``."""
-    options = QuantizationOptions(source.n_bits)
+def load_options(klass: type[QuantizationOptions], metadata: dict[str, Any]) -> Any:
+    """Options of ``klass`` (:class:`QuantizationOptions` or a subclass taking the same
+    arguments) rebuilt from :meth:`QuantizationOptions.dump_dict` output (all six seed keys
+    required, extra options optional, other keys refused)."""
+    require_keys(metadata, OPTION_MEMBERS, klass.__name__, optional=tuple(EXTRA_OPTIONS))
+    extras = {name: metadata[name] for name in EXTRA_OPTIONS if name in metadata}
+    options = klass(
+        metadata["n_bits"], metadata["is_signed"], metadata["is_symmetric"], metadata["is_qat"], **extras
+    )
+    options.is_narrow = check_flag("is_narrow", metadata["is_narrow"])
+    options.is_precomputed_qat = check_flag("is_precomputed_qat", metadata["is_precomputed_qat"])
+    return options
+
+
+def copy_options(source: Any, klass: type[QuantizationOptions] | None = None) -> Any:
+    """A new :class:`QuantizationOptions` (or ``klass``) holding the six option members of
+    ``source``."""
+    options = (klass or QuantizationOptions)(source.n_bits)
     options.copy_opts(source)
     return options
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Union
+from typing import Any, ClassVar, Optional, Union
 
 import numpy
 
@@ -29,9 +29,10 @@ from intquant._core.members import (
     require_keys,
     same_members,
 )
+from intquant._core.plan import CONCRETE_ML_1_7
 from intquant._numpy124.promotion import as_numpy_operand
 
-__all__ = ["UniformQuantizationParameters", "compute_parameters"]
+__all__ = ["UniformQuantizationParameters", "compute_parameters", "copy_params", "load_parameters"]
 
 
 class UniformQuantizationParameters(JSONSerializable, tag="UniformQuantizationParameters"):
@@ -49,6 +50,9 @@ class UniformQuantizationParameters(JSONSerializable, tag="UniformQuantizationPa
     >>> float(params.scale), int(params.zero_point), params.offset
     (0.5, 1, 0)
     """
+
+    #: The behaviour this object follows (:data:`intquant._core.plan.CONVENTIONS`).
+    convention: ClassVar[str] = CONCRETE_ML_1_7
 
     scale: Optional[numpy.float64] = None
     zero_point: Optional[Union[int, float, numpy.ndarray]] = None
@@ -104,23 +108,35 @@ class UniformQuantizationParameters(JSONSerializable, tag="UniformQuantizationPa
             in ``[0, 2**31]``; array parameters of different shapes (see
             ``docs/serialization.md``).
         """
-        require_keys(metadata, PARAM_MEMBERS, "UniformQuantizationParameters")
-        check_loaded_parameters("UniformQuantizationParameters", metadata)
-        check_loaded_parameter_shapes("UniformQuantizationParameters", metadata, per_tensor=False)
-        return UniformQuantizationParameters(metadata["scale"], metadata["zero_point"], metadata["offset"])
+        return load_parameters(UniformQuantizationParameters, metadata)
 
 
-def copy_params(source: Any) -> UniformQuantizationParameters:
-    """A new :class:`UniformQuantizationParameters` holding the parameter members of ``source``."""
-    params = UniformQuantizationParameters()
+def load_parameters(klass: type[UniformQuantizationParameters], metadata: dict[str, Any]) -> Any:
+    """Parameters of ``klass`` (:class:`UniformQuantizationParameters` or a subclass taking the
+    same arguments) rebuilt from :meth:`UniformQuantizationParameters.dump_dict` output, checked
+    as :meth:`UniformQuantizationParameters.load_dict` says."""
+    require_keys(metadata, PARAM_MEMBERS, "UniformQuantizationParameters")
+    check_loaded_parameters("UniformQuantizationParameters", metadata)
+    check_loaded_parameter_shapes("UniformQuantizationParameters", metadata, per_tensor=False)
+    return klass(metadata["scale"], metadata["zero_point"], metadata["offset"])
+
+
+def copy_params(source: Any, klass: type[UniformQuantizationParameters] | None = None) -> Any:
+    """A new :class:`UniformQuantizationParameters` (or ``klass``) holding the parameter members
+    of ``source``."""
+    params = (klass or UniformQuantizationParameters)()
     params.copy_params(source)
     return params
 
 
-def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any, Any, Any]:
+def compute_parameters(
+    options: Any, stats: Any, scale: Any = None, *, use_uvalues: bool = True
+) -> tuple[Any, Any, Any]:
     """Validated :func:`intquant.kernels.choose_uniform_parameters` for options and statistics.
 
-    ``scale`` is a scale set before the call; asymmetric, non-QAT quantization keeps it. Per-axis
+    ``scale`` is a scale set before the call; asymmetric quantization keeps it (QAT too, unless
+    its scale is inferred from ``uvalues``). ``use_uvalues`` False is Concrete ML 1.8's and
+    later rule: no QAT scale is inferred, ``uvalues`` are never read. Per-axis
     or per-block statistics (arrays ``rmin``/``rmax``, a list of ``uvalues``) give arrays of
     parameters, each block's computed exactly as for a tensor of its own (for all blocks at once:
     :func:`intquant._core.blockwise.choose_block_parameters`). ``uvalues`` is read only for
@@ -145,8 +161,10 @@ def compute_parameters(options: Any, stats: Any, scale: Any = None) -> tuple[Any
         uvalues: Any = None
     else:
         rmin, rmax = check_range(stats)
-        # Only a QAT grid check reads uvalues, which may be computed when first read.
-        uvalues = stats.uvalues if is_qat and not is_precomputed_qat and not is_symmetric else None
+        # Only a QAT grid check reads uvalues, which may be computed when first read; statistics
+        # without them (Concrete ML 1.9's) count as None.
+        inferred = use_uvalues and is_qat and not is_precomputed_qat and not is_symmetric
+        uvalues = getattr(stats, "uvalues", None) if inferred else None
     zero_in_range = bool(getattr(options, "zero_in_range", False))
     power_of_two = bool(getattr(options, "power_of_two_scale", False))
     preset_scale = scale if numpy.ndim(scale) == 0 else None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import copy
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy
 
@@ -16,20 +16,22 @@ from intquant._core.checks import (
 )
 from intquant._core.codec import JSONSerializable
 from intquant._core.extras import EXTRA_OPTIONS, check_extra_options
+from intquant._core.foreign import check_not_foreign
 from intquant._core.members import (
     PARAM_MEMBERS,
-    STATS_MEMBERS,
-    fill_from_kwargs,
+    class_members,
+    fill_members,
     require_keys,
     same_value,
 )
+from intquant._core.plan import CONCRETE_ML_1_7
 from intquant.errors import InvalidDtypeError, InvalidTypeError, MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions
 from intquant.parameters import UniformQuantizationParameters
 from intquant.quantizer import UniformQuantizer
-from intquant.statistics import MinMaxQuantizationStats
+from intquant.statistics import MinMaxQuantizationStats, copy_float32_sort
 
-__all__ = ["QuantizedArray"]
+__all__ = ["QuantizedArray", "load_quantized_array"]
 
 _DUMP_KEYS = ("quantizer", "n_bits", "values", "qvalues")
 
@@ -52,7 +54,10 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
         the keywords must be given completely. Also the extra options of
         :mod:`intquant.extensions` (``rounding=``, ``axis=``, ``block_size=``, ...). ``stats`` may
         be a calibration object of :mod:`intquant.calibration`; if it has seen no data yet, it
-        is calibrated on ``values``.
+        is calibrated on ``values``. Statistics with nothing computed yet
+        (``MinMaxQuantizationStats(float32_sort="introsort")``, say) are computed from
+        ``values`` as when ``stats`` is None, with their ``float32_sort`` (Concrete ML 1.7
+        refuses them: ``Missing quantizer parameter rmax``).
 
     Raises
     ------
@@ -73,6 +78,17 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
     [1, 3]
     """
 
+    #: The behaviour this object follows (:data:`intquant._core.plan.CONVENTIONS`), its
+    #: quantizer's.
+    convention: ClassVar[str] = CONCRETE_ML_1_7
+    # The classes of one convention, and how each parameter set is filled from the keywords
+    # (:func:`intquant._core.members.fill_members`: None is Concrete ML 1.7's rule).
+    _options_class: ClassVar[type[QuantizationOptions]] = QuantizationOptions
+    _stats_class: ClassVar[type[MinMaxQuantizationStats]] = MinMaxQuantizationStats
+    _params_class: ClassVar[type[UniformQuantizationParameters]] = UniformQuantizationParameters
+    _quantizer_class: ClassVar[type[UniformQuantizer]] = UniformQuantizer
+    _accept_missing: ClassVar[tuple[bool | None, bool | None, bool | None]] = (None, None, None)
+
     quantizer: UniformQuantizer
     n_bits: int
     values: Any
@@ -91,23 +107,27 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
         check_n_bits(n_bits)
         extras = check_extra_options(**{name: kwargs.pop(name) for name in EXTRA_OPTIONS if name in kwargs})
         # Work on copies: filling from keywords must not change the caller's objects.
-        options = copy.deepcopy(options) if options is not None else QuantizationOptions(n_bits)
+        options = copy.deepcopy(options) if options is not None else self._options_class(n_bits)
         options.n_bits = n_bits
         for name, value in extras.items():
             setattr(options, name, value)
-        options, kwargs = fill_from_kwargs(options, QuantizationOptions, **kwargs)
+        fill_options, fill_stats, fill_params = self._accept_missing
+        options, kwargs = fill_members(options, self._options_class, kwargs, fill_options)
         calibration: Any = None
+        sort_source: Any = None
         if isinstance(stats, Calibrator):  # a calibration method: its own state, not the members
-            clash = [name for name in STATS_MEMBERS if name in kwargs]
+            clash = [name for name in class_members(self._stats_class) if name in kwargs]
             if clash:
                 raise InvalidTypeError(
                     f"{', '.join(clash)} cannot be given with a {type(stats).__name__}, which "
                     f"computes the range itself; drop them or pass MinMaxQuantizationStats."
                 )
             stats = calibration = copy.deepcopy(stats)
+        elif fill_stats is None and stats is not None and _nothing_computed(stats, kwargs):
+            stats, sort_source = None, stats  # computed from the values, with its float32_sort
         else:
-            stats, kwargs = fill_from_kwargs(copy.deepcopy(stats), MinMaxQuantizationStats, **kwargs)
-        params, kwargs = fill_from_kwargs(copy.deepcopy(params), UniformQuantizationParameters, **kwargs)
+            stats, kwargs = fill_members(copy.deepcopy(stats), self._stats_class, kwargs, fill_stats)
+        params, kwargs = fill_members(copy.deepcopy(params), self._params_class, kwargs, fill_params)
         if kwargs:
             raise InvalidTypeError(
                 f"Unexpected keyword arguments '{','.join(kwargs)}'; QuantizedArray accepts the "
@@ -116,8 +136,12 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
             )
         self.n_bits = n_bits
         if calibration is not None and value_is_float and values is not None and calibration.is_empty():
-            calibration.compute_quantization_stats(values)  # our copy: calibrate it on these values
-        self.quantizer = UniformQuantizer(options, stats, params)
+            # our copy: calibrate it on these values, per axis or block as the options say
+            granularity = {name: getattr(options, name, None) for name in ("axis", "block_size")}
+            calibration.compute_quantization_stats(values, **granularity)
+        self.quantizer = self._quantizer_class(options, stats, params)
+        if sort_source is not None:
+            copy_float32_sort(self.quantizer, sort_source)
         self.values = None
         self.qvalues = None
         if values is None:
@@ -220,21 +244,50 @@ class QuantizedArray(JSONSerializable, tag="QuantizedArray"):
             an invalid ``n_bits``, ``values``/``qvalues`` that are not numpy arrays (or scalars)
             of numbers or None, or per-channel parameters of a quantizer without ``axis`` or
             ``block_size`` that do not broadcast against the values without changing their
-            shape (see ``docs/serialization.md``).
+            shape (see ``docs/serialization.md``), or a quantizer of another convention.
         """
-        require_keys(metadata, _DUMP_KEYS, "QuantizedArray")
-        quantizer = metadata["quantizer"]
-        if not isinstance(quantizer, UniformQuantizer):
-            raise SerializationError(
-                f"QuantizedArray.load_dict needs a UniformQuantizer under 'quantizer'; got "
-                f"{type(quantizer).__name__}."
-            )
-        check_n_bits(metadata["n_bits"])
-        _check_loaded_values(quantizer, metadata["values"], metadata["qvalues"])
-        array = QuantizedArray.__new__(QuantizedArray)
-        for name in _DUMP_KEYS:
-            setattr(array, name, metadata[name])
-        return array
+        return load_quantized_array(QuantizedArray, metadata)
+
+    @staticmethod
+    def convention_of_text(payload: Any) -> str | None:
+        """The convention a serialized quantized array shows: its quantizer's (already loaded)."""
+        quantizer = payload.get("quantizer") if isinstance(payload, dict) else None
+        return quantizer.convention if isinstance(quantizer, UniformQuantizer) else None
+
+
+def load_quantized_array(klass: type[QuantizedArray], metadata: dict[str, Any]) -> Any:
+    """A quantized array of ``klass`` (:class:`QuantizedArray` or a subclass) rebuilt exactly as
+    dumped, checked as :meth:`QuantizedArray.load_dict` says; its quantizer must follow
+    ``klass.convention``."""
+    require_keys(metadata, _DUMP_KEYS, "QuantizedArray")
+    quantizer = metadata["quantizer"]
+    if not isinstance(quantizer, UniformQuantizer):
+        raise SerializationError(
+            f"QuantizedArray.load_dict needs a UniformQuantizer under 'quantizer'; got "
+            f"{type(quantizer).__name__}."
+        )
+    if quantizer.convention != klass.convention:
+        raise SerializationError(
+            f"a {klass.convention} QuantizedArray needs a {klass.convention} quantizer; got a "
+            f"{quantizer.convention} one. Load the text with intquant.loads, which gives the "
+            f"array its quantizer's convention, or with the loads of the convention wanted."
+        )
+    check_n_bits(metadata["n_bits"])
+    _check_loaded_values(quantizer, metadata["values"], metadata["qvalues"])
+    array = klass.__new__(klass)
+    for name in _DUMP_KEYS:
+        setattr(array, name, metadata[name])
+    return array
+
+
+def _nothing_computed(stats: Any, kwargs: dict[str, Any]) -> bool:
+    """Whether ``stats`` are the seed's statistics with no member set, and no keyword names one:
+    then they only say how to compute (``float32_sort``)."""
+    if type(stats) is not MinMaxQuantizationStats or any(
+        name in kwargs for name in ("rmax", "rmin", "uvalues")
+    ):
+        return False
+    return stats.rmin is None and stats.rmax is None and stats.__dict__.get("uvalues") is None
 
 
 def _check_loaded_values(quantizer: UniformQuantizer, values: Any, qvalues: Any) -> None:
@@ -250,7 +303,9 @@ def _check_loaded_values(quantizer: UniformQuantizer, values: Any, qvalues: Any)
 
 
 def _copy_array(values: Any) -> numpy.ndarray:
-    """A copy of an ndarray (keeping its memory layout), or ``numpy.array(values)``."""
+    """A copy of an ndarray (keeping its memory layout), or ``numpy.array(values)``; tensors and
+    dask arrays are refused (see :mod:`intquant._core.foreign`)."""
     if isinstance(values, numpy.ndarray):
         return values.copy(order="K")
+    check_not_foreign(values, "QuantizedArray values", holder="QuantizedArray")
     return numpy.array(values)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import numpy
 
@@ -26,16 +26,21 @@ from intquant._core.extras import (
     extra_dump,
     needs_intquant_tag,
 )
+from intquant._core.foreign import dask_dequant, dask_quant, dask_update, is_dask_array
 from intquant._core.granularity import PER_TENSOR, Granularity, granularity_of
 from intquant._core.members import (
     OPTION_MEMBERS,
     PARAM_MEMBERS,
     STATS_MEMBERS,
+    absent_members,
     copy_members,
     members_repr,
     same_members,
 )
 from intquant._core.plan import (
+    CLIPS_INFERRED_QAT,
+    CONCRETE_ML_1_7,
+    CONCRETE_ML_1_9,
     INFERRED_QAT,
     NO_CLIPPING,
     DequantPlan,
@@ -45,12 +50,20 @@ from intquant._core.plan import (
     quant_plan,
 )
 from intquant._core.uniques import DeferredMember
+from intquant._numpy124.introsort import AVX512
 from intquant.errors import MissingParameterError, SerializationError
 from intquant.options import QuantizationOptions, copy_options, options_equivalent
 from intquant.parameters import UniformQuantizationParameters, compute_parameters, copy_params
-from intquant.statistics import MinMaxQuantizationStats, calibrate, copy_stats, fold_in, uniform_grid_check
+from intquant.statistics import (
+    MinMaxQuantizationStats,
+    calibrate,
+    copy_statistics,
+    copy_stats,
+    fold_in,
+    uniform_grid_check,
+)
 
-__all__ = ["UniformQuantizer"]
+__all__ = ["UniformQuantizer", "load_quantizer"]
 
 #: Stochastic rounding draws from a quantizer's generator under this lock, so that a call that
 #: fails can give back what it drew, and threads sharing a quantizer draw in turn.
@@ -92,6 +105,13 @@ class UniformQuantizer(
     [-1.0, 0.0, 0.6000000000000001, 2.0]
     """
 
+    #: The behaviour this object follows (:data:`intquant._core.plan.CONVENTIONS`): Concrete ML
+    #: 1.7's formulas and clipping rules.
+    convention: ClassVar[str] = CONCRETE_ML_1_7
+    #: The numpy 1.24 sort of float32 values ``uvalues`` follows (see
+    #: :class:`MinMaxQuantizationStats`); copied from the statistics given.
+    float32_sort: ClassVar[str] = AVX512
+
     # Class-level defaults, as the reference's: a quantizer made without options still has the
     # five flags (False) but no n_bits.
     is_signed: bool = False
@@ -129,7 +149,8 @@ class UniformQuantizer(
         if not isinstance(other, UniformQuantizer):
             return NotImplemented
         return (
-            self.no_clipping == other.no_clipping
+            self.convention == other.convention
+            and self.no_clipping == other.no_clipping
             and same_members(self, other, _ALL_MEMBERS)
             and extra_dump(self) == extra_dump(other)
         )
@@ -157,19 +178,26 @@ class UniformQuantizer(
 
     # -- statistics
     def compute_quantization_stats(self, values: numpy.ndarray) -> None:
-        """Compute ``rmin``, ``rmax`` and ``uvalues`` of ``values`` (per axis or block if set)."""
-        self.rmin, self.rmax, self.uvalues = calibrate(values, self.axis, self.block_size, defer_uniques=True)
+        """Compute ``rmin``, ``rmax`` and ``uvalues`` of ``values`` (per axis or block if set;
+        ``uvalues`` when first read, with this quantizer's ``float32_sort``)."""
+        self.rmin, self.rmax, self.uvalues = calibrate(
+            values, self.axis, self.block_size, defer_uniques=True, float32_sort=self.float32_sort
+        )
 
     def update(self, values: numpy.ndarray) -> None:
         """Fold a batch into the statistics (see :meth:`MinMaxQuantizationStats.update`)."""
-        fold_in(self, calibrate(values, self.axis, self.block_size))
+        if type(values) is not numpy.ndarray and is_dask_array(values):
+            dask_update(self, values, self.axis, self.block_size)  # a tree reduction (intquant.dask)
+        else:
+            fold_in(self, calibrate(values, self.axis, self.block_size, float32_sort=self.float32_sort))
 
     def check_is_uniform_quantized(self, options: Any) -> bool:
         """Whether ``uvalues`` lie on a uniform grid of at most ``2**options.n_bits`` values."""
         return uniform_grid_check(self.uvalues, options)
 
     def copy_stats(self, stats: Any) -> None:
-        """Copy ``rmax``, ``rmin`` and ``uvalues`` from ``stats``.
+        """Copy ``rmax``, ``rmin`` and ``uvalues`` (and ``float32_sort``) from ``stats``;
+        statistics without ``uvalues`` (Concrete ML 1.9's) give ``uvalues`` None.
 
         From a calibration object (``intquant.calibration``), copy its clipping range for this
         quantizer's options (and no ``uvalues``).
@@ -178,7 +206,7 @@ class UniformQuantizer(
             self.rmin, self.rmax = stats.range_for(self)
             self.uvalues = None
             return
-        copy_members(self, stats, STATS_MEMBERS)
+        copy_statistics(self, stats)
 
     @property
     def quant_stats(self) -> MinMaxQuantizationStats:
@@ -217,7 +245,9 @@ class UniformQuantizer(
         Parameters
         ----------
         values : array_like
-            Values to quantize.
+            Values to quantize. A dask array gives its codes as a lazy dask array
+            (:func:`intquant.dask.quant`, chunk by chunk; ``out`` is refused); a torch tensor
+            is refused (use :mod:`intquant.torch`; see ``docs/dask.md``).
         dtype : optional
             The codes' dtype (a numpy dtype, type or name): int64 (default), int8, uint8, int16,
             uint16, int32, uint32, float32 or float64 (each must hold every code exactly: floats
@@ -243,6 +273,8 @@ class UniformQuantizer(
             per-axis/per-block parameters, or an ``out`` of the wrong shape, not C-contiguous,
             read-only, overlapping the values, or whose dtype differs from ``dtype``.
         """
+        if type(values) is not numpy.ndarray and is_dask_array(values):
+            return dask_quant(self, values, dtype, out)  # lazy codes, chunk by chunk (intquant.dask)
         settings = self.settings()
         operand = as_real_array(values, "values to quantize")
         plan = quant_plan(settings, operand.dtype, operand.shape)
@@ -263,7 +295,8 @@ class UniformQuantizer(
         Parameters
         ----------
         qvalues : array_like
-            Codes to dequantize.
+            Codes to dequantize. A dask array gives a lazy dask array
+            (:func:`intquant.dask.dequant`; ``out`` is refused); a torch tensor is refused.
         dtype : optional
             None (default): the formula's dtype (float64 for integer codes). float32 or
             float64: the same values cast to it, bit for bit (``dequant(q).astype(dtype)``);
@@ -294,6 +327,8 @@ class UniformQuantizer(
             per-axis/per-block parameters, or ``out`` has the wrong shape, is not C-contiguous,
             is read-only, overlaps ``qvalues``, or its dtype differs from ``dtype``.
         """
+        if type(qvalues) is not numpy.ndarray and is_dask_array(qvalues):
+            return dask_dequant(self, qvalues, dtype, out)  # lazy values, chunk by chunk (intquant.dask)
         scale, zero_point, _ = self._require_parameters(need_offset=False)
         operand = as_real_array(qvalues, "quantized values")
         plan = dequant_plan_for(scale, zero_point, self._granularity(), operand.dtype, operand.shape)
@@ -311,8 +346,8 @@ class UniformQuantizer(
         scale, zero_point, offset = self._require_parameters(need_offset)
         if self.no_clipping:
             unclipped: str | None = NO_CLIPPING
-        elif self.is_qat and not self.is_precomputed_qat:
-            unclipped = INFERRED_QAT
+        elif self.is_qat and not self.is_precomputed_qat and not CLIPS_INFERRED_QAT[self.convention]:
+            unclipped = INFERRED_QAT  # the convention's rule (Concrete ML 1.7 does not clip these)
         else:
             unclipped = None
             if need_offset and not hasattr(self, "n_bits"):
@@ -326,7 +361,7 @@ class UniformQuantizer(
             unclipped,
             self.rounding,
             self._granularity(),
-        )
+        )  # the seed's convention; a subclass following another one says so (compat.v1_9)
 
     def _granularity(self) -> Granularity:
         if self.axis is None and self.block_size is None:
@@ -385,6 +420,13 @@ class UniformQuantizer(
         return check_n_bits(self.n_bits)
 
     # -- serialization
+    @staticmethod
+    def convention_of_text(payload: Any) -> str | None:
+        """The convention a serialized quantizer shows: Concrete ML 1.7 always writes a
+        ``uvalues`` key (possibly null), 1.8 and later never (``"concrete-ml-1.9"``); None for a
+        1.7 text."""
+        return CONCRETE_ML_1_9 if isinstance(payload, dict) and "uvalues" not in payload else None
+
     def serial_tag(self) -> str:
         """``"UniformQuantizer"`` (Concrete ML's tag), or ``"intquant.UniformQuantizer"`` when
         Concrete ML would quantize differently: a rounding other than half to even, per-axis or
@@ -416,27 +458,35 @@ class UniformQuantizer(
             ``axis`` or ``block_size`` they may vary along one dimension only (see
             ``docs/serialization.md``).
         """
-        known = (*_ALL_MEMBERS, "no_clipping", *EXTRA_OPTIONS)
-        if not isinstance(metadata, dict):
-            raise SerializationError(
-                f"UniformQuantizer.load_dict expects a dict; got {type(metadata).__name__}."
-            )
-        unknown = [name for name in metadata if name not in known]
-        if unknown:
-            raise SerializationError(
-                f"UniformQuantizer.load_dict got unknown keys {unknown}; it reads {', '.join(known)}."
-            )
-        if "n_bits" in metadata:
-            check_n_bits(metadata["n_bits"])
-        for flag in (*OPTION_MEMBERS[1:], "no_clipping"):
-            if flag in metadata:
-                check_flag(flag, metadata[flag])
-        extras = check_extra_options(**{name: metadata[name] for name in EXTRA_OPTIONS if name in metadata})
-        check_loaded_statistics("UniformQuantizer", metadata)
-        check_loaded_parameters("UniformQuantizer", metadata, n_bits=metadata.get("n_bits"))
-        per_tensor = extras.get("axis") is None and extras.get("block_size") is None
-        check_loaded_parameter_shapes("UniformQuantizer", metadata, per_tensor=per_tensor)
-        quantizer = UniformQuantizer()
-        for name, value in {**metadata, **extras}.items():
+        return load_quantizer(UniformQuantizer, metadata)
+
+
+def load_quantizer(klass: type[UniformQuantizer], metadata: dict[str, Any]) -> Any:
+    """A quantizer of ``klass`` (:class:`UniformQuantizer` or a subclass) rebuilt from
+    :meth:`UniformQuantizer.dump_dict` output, checked as :meth:`UniformQuantizer.load_dict`
+    says. A key naming a member ``klass`` does not have (``uvalues`` for Concrete ML 1.9's, which
+    reads a 1.7 text so) is checked, then dropped."""
+    known = (*_ALL_MEMBERS, "no_clipping", *EXTRA_OPTIONS)
+    if not isinstance(metadata, dict):
+        raise SerializationError(f"UniformQuantizer.load_dict expects a dict; got {type(metadata).__name__}.")
+    unknown = [name for name in metadata if name not in known]
+    if unknown:
+        raise SerializationError(
+            f"UniformQuantizer.load_dict got unknown keys {unknown}; it reads {', '.join(known)}."
+        )
+    if "n_bits" in metadata:
+        check_n_bits(metadata["n_bits"])
+    for flag in (*OPTION_MEMBERS[1:], "no_clipping"):
+        if flag in metadata:
+            check_flag(flag, metadata[flag])
+    extras = check_extra_options(**{name: metadata[name] for name in EXTRA_OPTIONS if name in metadata})
+    check_loaded_statistics("UniformQuantizer", metadata)
+    check_loaded_parameters("UniformQuantizer", metadata, n_bits=metadata.get("n_bits"))
+    per_tensor = extras.get("axis") is None and extras.get("block_size") is None
+    check_loaded_parameter_shapes("UniformQuantizer", metadata, per_tensor=per_tensor)
+    absent = absent_members(klass)
+    quantizer = klass()
+    for name, value in {**metadata, **extras}.items():
+        if name not in absent:
             setattr(quantizer, name, value)
-        return quantizer
+    return quantizer

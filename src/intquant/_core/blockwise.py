@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy
 
-from intquant._numpy124.introsort import elements_at_sorted_positions
+from intquant._numpy124.introsort import AVX512, elements_at_sorted_positions
 from intquant.errors import InvalidValueError
 
 __all__ = ["block_ranges", "block_uniques", "choose_block_parameters"]
@@ -88,13 +88,14 @@ def _check_finite(rmin: numpy.ndarray, rmax: numpy.ndarray, dtype: numpy.dtype[A
     )
 
 
-def block_uniques(rows: numpy.ndarray) -> list[numpy.ndarray]:
+def block_uniques(rows: numpy.ndarray, float32_sort: str = AVX512) -> list[numpy.ndarray]:
     """Each block's ``uvalues`` (grid order): the sorted distinct values of the row rounded to
     cents (``rint(x*100)/100`` in the row's float dtype; integers unchanged), in the rows' dtype.
 
     Rows must hold no NaN (see :func:`block_ranges`). A row holding both ``-0.0`` and ``0.0`` after
     rounding keeps the zero numpy 1.24's sort leaves first: the element it puts where the first
-    zero lands, the position after the row's negative values.
+    zero lands, the position after the row's negative values (for float32 rows, numpy 1.24's sort
+    on the machine ``float32_sort`` names: see :data:`intquant._numpy124.introsort.FLOAT32_SORTS`).
     """
     flat = rows.reshape(-1, rows.shape[-1])
     rounded = _rounded_to_cents(flat)
@@ -104,7 +105,7 @@ def block_uniques(rows: numpy.ndarray) -> list[numpy.ndarray]:
     uniques = numpy.compress(starts.reshape(-1), ordered.reshape(-1))  # faster than ordered[starts]
     counts = numpy.count_nonzero(starts, axis=1)
     if uniques.dtype.kind == "f":
-        _set_zero_signs(uniques, counts, rounded)
+        _set_zero_signs(uniques, counts, rounded, float32_sort)
     return numpy.split(uniques, numpy.cumsum(counts)[:-1])
 
 
@@ -118,7 +119,9 @@ def _rounded_to_cents(rows: numpy.ndarray) -> numpy.ndarray:
         return numpy.rint(rows * hundred) / hundred
 
 
-def _set_zero_signs(uniques: numpy.ndarray, counts: numpy.ndarray, rounded: numpy.ndarray) -> None:
+def _set_zero_signs(
+    uniques: numpy.ndarray, counts: numpy.ndarray, rounded: numpy.ndarray, float32_sort: str
+) -> None:
     """Give each row's zero in ``uniques`` (rows concatenated, ``counts`` values each) the sign
     numpy 1.24's ``unique`` of the rounded row keeps, in place."""
     slots = numpy.flatnonzero(uniques == 0)
@@ -132,7 +135,7 @@ def _set_zero_signs(uniques: numpy.ndarray, counts: numpy.ndarray, rounded: nump
     both = numpy.flatnonzero(has_negative & has_positive)
     if both.size:
         positions = numpy.count_nonzero(candidates[both] < 0, axis=1)
-        elements = elements_at_sorted_positions(candidates[both], positions)
+        elements = elements_at_sorted_positions(candidates[both], positions, float32_sort)
         negative[both] = numpy.signbit(elements)
     uniques[slots] = numpy.where(negative, -0.0, 0.0).astype(uniques.dtype)
 

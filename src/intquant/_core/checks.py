@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy
 
+from intquant._core.foreign import check_not_foreign
 from intquant._numpy124.promotion import as_numpy_operand
 from intquant.errors import (
     InvalidOptionsError,
@@ -115,7 +116,8 @@ def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
     Raises
     ------
     InvalidTypeError
-        If the values are not numbers (strings, objects, complex numbers).
+        If the values are not numbers (strings, objects, complex numbers), a masked array, or an
+        array of another library (a torch tensor, a dask array: see :mod:`intquant._core.foreign`).
     """
     if type(values) is numpy.ndarray:  # the usual case, checked quickly
         if values.dtype.kind in _REAL_KINDS:
@@ -127,12 +129,8 @@ def as_real_array(values: Any, what: str) -> numpy.ndarray | numpy.generic:
             f"the arithmetic would not. Pass values.compressed() (the unmasked values) or "
             f"values.filled(fill_value)."
         )
-    elif type(values).__module__.partition(".")[0] == "torch":
-        raise InvalidTypeError(
-            f"{what} are a torch.Tensor; the numpy API takes numpy arrays. Use "
-            f"intquant.torch.TorchUniformQuantizer(quantizer) to quantize tensors on their device, "
-            f"or pass tensor.detach().cpu().numpy()."
-        )
+    else:
+        check_not_foreign(values, what)  # tensors, dask and other libraries' arrays: refused
     operand = as_numpy_operand(values)
     if operand.dtype.kind not in _REAL_KINDS:
         raise InvalidTypeError(

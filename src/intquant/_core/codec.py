@@ -25,6 +25,16 @@ Registration: a class passes ``tag=`` (its seed tag or intquant tag) and optiona
 ``legacy_tags=`` when subclassing :class:`JSONSerializable`; this module imports no class.
 :data:`TAG_MODULES` says, for every tag, which intquant module defines its class, so that a tag
 is known even before that module was imported.
+
+Conventions: one tag may have a class per convention (``intquant.MinMaxQuantizationStats``
+follows Concrete ML 1.7, ``intquant.compat.v1_9.MinMaxQuantizationStats`` Concrete ML 1.9; a
+class says which in its ``convention`` attribute). :func:`loads` builds each object as the
+class of the convention its text shows (a class's ``convention_of_text(payload)``: a statistics
+or quantizer text without ``uvalues`` was written by Concrete ML 1.8 or later, a quantized
+array follows its quantizer), else of Concrete ML 1.7; :func:`loads_as` builds every object as
+one convention's class. :data:`CONVENTION_MODULES` names the module defining each later
+convention's classes, imported on demand (as :data:`TAG_MODULES`, by name: this module imports no
+class, and knows the conventions, :data:`intquant._core.plan.CONVENTIONS`, as strings).
 """
 
 from __future__ import annotations
@@ -37,16 +47,19 @@ from typing import IO, Any, ClassVar
 
 import numpy
 
-from intquant.errors import IntquantError, InvalidTypeError, SerializationError
+from intquant.errors import IntquantError, InvalidTypeError, InvalidValueError, SerializationError
 
 __all__ = [
+    "CONVENTION_MODULES",
     "INTQUANT_PREFIX",
+    "SEED_CONVENTION",
     "TAG_MODULES",
     "JSONSerializable",
     "dump",
     "dumps",
     "load",
     "loads",
+    "loads_as",
     "registered_tags",
 ]
 
@@ -61,6 +74,7 @@ TAG_MODULES: dict[str, str] = {
     "UniformQuantizer": "intquant.quantizer",
     "QuantizedArray": "intquant.quantized_array",
     "intquant.QuantizationOptions": "intquant.options",
+    "intquant.MinMaxQuantizationStats": "intquant.statistics",
     "intquant.UniformQuantizer": "intquant.quantizer",
     "intquant.PercentileStats": "intquant.calibration.percentile",
     "intquant.MovingAverageMinMaxStats": "intquant.calibration.moving_average",
@@ -72,6 +86,11 @@ TAG_MODULES: dict[str, str] = {
     "MSEStats": "intquant.calibration.mse",
     "EntropyStats": "intquant.calibration.entropy",
 }
+
+#: The seed classes' convention (``intquant._core.plan.CONCRETE_ML_1_7``).
+SEED_CONVENTION = "concrete-ml-1.7"
+#: Where the classes of each later convention are defined (registered when imported).
+CONVENTION_MODULES: dict[str, str] = {"concrete-ml-1.9": "intquant.compat.v1_9"}
 
 _NUMERIC_DTYPES = {
     name: numpy.dtype(name)
@@ -85,21 +104,41 @@ _BUILTIN_TAGS = ("numpy_integer", "numpy_float", "numpy_array", "tuple", "set")
 
 
 class _Entry:
-    """A registered tag: its class's ``load_dict``, and for a versioned (intquant) tag the newest
-    format version it reads (``load_dict(payload, version)``; else ``load_dict(payload)``)."""
+    """A registered tag of one class: its ``load_dict``, for a versioned (intquant) tag the newest
+    format version it reads (``load_dict(payload, version)``; else ``load_dict(payload)``), and
+    the class's ``convention_of_text`` (None if it has none)."""
 
-    __slots__ = ("format_version", "load_dict", "versioned")
+    __slots__ = ("convention_of_text", "format_version", "load_dict", "versioned")
 
-    def __init__(self, load_dict: Callable[..., Any], versioned: bool, format_version: int) -> None:
+    def __init__(
+        self,
+        load_dict: Callable[..., Any],
+        versioned: bool,
+        format_version: int,
+        convention_of_text: Callable[[Any], str | None] | None,
+    ) -> None:
         self.load_dict = load_dict
         self.versioned = versioned
         self.format_version = format_version
+        self.convention_of_text = convention_of_text
 
     def load(self, payload: Any, version: int) -> Any:
         return self.load_dict(payload, version) if self.versioned else self.load_dict(payload)
 
 
-_REGISTRY: dict[str, _Entry] = {}
+#: tag -> convention (None for classes outside the conventions) -> entry.
+_REGISTRY: dict[str, dict[str | None, _Entry]] = {}
+
+
+def _register(tag: str, cls: type, versioned: bool, format_version: int) -> None:
+    convention = getattr(cls, "convention", None)
+    entry = _Entry(
+        cls.load_dict,  # type: ignore[attr-defined]
+        versioned,
+        format_version,
+        getattr(cls, "convention_of_text", None),
+    )
+    _REGISTRY.setdefault(tag, {})[convention] = entry
 
 
 class JSONSerializable:
@@ -132,14 +171,14 @@ class JSONSerializable:
         super().__init_subclass__(**kwargs)
         if tag is not None:
             cls._seed_tag = tag
-            _REGISTRY[tag] = _Entry(cls.load_dict, False, 0)  # type: ignore[attr-defined]
+            _register(tag, cls, False, 0)
         if versioned_tag is not None:
             if not versioned_tag.startswith(INTQUANT_PREFIX):
                 raise ValueError(f"a versioned tag starts with {INTQUANT_PREFIX!r}; got {versioned_tag!r}")
             cls._versioned_tag, cls.format_version = versioned_tag, format_version
-            _REGISTRY[versioned_tag] = _Entry(cls.load_dict, True, format_version)  # type: ignore[attr-defined]
+            _register(versioned_tag, cls, True, format_version)
         for legacy in legacy_tags:
-            _REGISTRY[legacy] = _Entry(cls.load_dict, True, 0)  # type: ignore[attr-defined]
+            _register(legacy, cls, True, 0)
 
     def serial_tag(self) -> str:
         """The tag this object is written under: the seed tag if the class has one, else the
@@ -184,7 +223,13 @@ def dump(obj: Any, file: IO[str]) -> None:
 
 
 def loads(text: str | bytes | bytearray) -> Any:
-    """Rebuild an object from text written by :func:`dumps` (or by Concrete ML 1.7.0).
+    """Rebuild an object from text written by :func:`dumps` (or by Concrete ML 1.7.0 to 1.9.0).
+
+    Each object of the seed's classes follows the convention its text shows: statistics, a
+    quantizer (or a quantized array holding one) written without ``uvalues`` come from Concrete
+    ML 1.8 or later and load as :mod:`intquant.compat.v1_9` objects; every other text (options
+    and parameters read the same in both) loads as an object of the seed's classes
+    (Concrete ML 1.7). :func:`loads_as` builds every object as one convention's class.
 
     Raises
     ------
@@ -203,6 +248,30 @@ def loads(text: str | bytes | bytearray) -> Any:
     >>> type(value).__name__, int(value)
     ('int64', 3)
     """
+    return _loaded(text, None)
+
+
+def loads_as(text: str | bytes | bytearray, convention: str) -> Any:
+    """:func:`loads`, every object of the seed's classes built as the class of ``convention``
+    (:data:`SEED_CONVENTION` or a key of :data:`CONVENTION_MODULES`) whatever its text shows. Texts of other
+    conventions load as that convention's objects would read them: Concrete ML 1.9 ignores the
+    ``uvalues`` of a 1.7 text (after checking them here), and 1.7 reads a 1.9 quantizer text
+    with ``uvalues`` None.
+
+    Raises
+    ------
+    InvalidValueError
+        For an unknown ``convention``.
+    SerializationError
+        As :func:`loads` does.
+    """
+    known = (SEED_CONVENTION, *CONVENTION_MODULES)
+    if convention not in known:
+        raise InvalidValueError(f"unknown convention {convention!r}; intquant follows {', '.join(known)}.")
+    return _loaded(text, convention)
+
+
+def _loaded(text: Any, convention: str | None) -> Any:
     if not isinstance(text, (str, bytes, bytearray)):
         raise InvalidTypeError(f"loads expects JSON text (str or bytes); got {type(text).__name__}.")
     try:
@@ -211,7 +280,7 @@ def loads(text: str | bytes | bytearray) -> Any:
         raise SerializationError("the JSON text is nested too deeply to be a quantizer") from error
     except ValueError as error:
         raise SerializationError(f"not valid JSON text: {error}") from error
-    return _decode(raw, 0)
+    return _decode(raw, 0, convention)
 
 
 def load(file: IO[str]) -> Any:
@@ -251,32 +320,54 @@ def _encode(value: Any) -> Any:
     raise InvalidTypeError(f"cannot serialize a value of type {type(value).__name__}: {value!r}")
 
 
-def _entry(type_name: Any) -> _Entry:
-    """The registered entry of a tag, importing the intquant module that defines it if needed."""
+def _entries(type_name: Any) -> dict[str | None, _Entry]:
+    """The registered entries of a tag (by convention), importing the intquant module that
+    defines it if needed."""
     if not isinstance(type_name, str):
         raise SerializationError(f"a type_name must be a string; got {type_name!r}.")
-    entry = _REGISTRY.get(type_name)
-    if entry is None and type_name in TAG_MODULES:
+    entries = _REGISTRY.get(type_name)
+    if entries is None and type_name in TAG_MODULES:
         importlib.import_module(TAG_MODULES[type_name])  # an intquant module, never another
-        entry = _REGISTRY.get(type_name)
-    if entry is None:
+        entries = _REGISTRY.get(type_name)
+    if entries is None:
         known = ", ".join((*_BUILTIN_TAGS, *sorted(TAG_MODULES)))
         raise SerializationError(
             f"unknown type_name {type_name!r}; intquant reads only {known}. Text of another "
             f"library (or of a newer intquant) cannot be read here."
         )
-    return entry
+    return entries
 
 
-def _decode(raw: Any, depth: int) -> Any:
+def _base_entry(entries: dict[str | None, _Entry]) -> _Entry:
+    """The seed's class of a tag (Concrete ML 1.7), or the one class outside the conventions."""
+    return entries.get(SEED_CONVENTION) or entries.get(None) or next(iter(entries.values()))
+
+
+def _convention_entry(
+    type_name: str, entries: dict[str | None, _Entry], base: _Entry, payload: Any, convention: str | None
+) -> _Entry:
+    """The entry building this payload: of ``convention``, or (None) of the convention the
+    payload shows, else the base; the base when the tag has no class of that convention."""
+    chosen = convention
+    if chosen is None and base.convention_of_text is not None:
+        chosen = base.convention_of_text(payload)
+    if chosen is None or chosen == SEED_CONVENTION:
+        return base
+    if chosen not in entries and chosen in CONVENTION_MODULES:
+        importlib.import_module(CONVENTION_MODULES[chosen])  # an intquant module, never another
+        entries = _REGISTRY.get(type_name, entries)
+    return entries.get(chosen, base)
+
+
+def _decode(raw: Any, depth: int, convention: str | None) -> Any:
     if depth > _MAX_DEPTH:
         raise SerializationError(f"the JSON text is nested deeper than {_MAX_DEPTH} levels")
     if isinstance(raw, list):
-        return [_decode(item, depth + 1) for item in raw]
+        return [_decode(item, depth + 1, convention) for item in raw]
     if not isinstance(raw, dict):
         return raw
     if "type_name" not in raw:
-        return {key: _decode(item, depth + 1) for key, item in raw.items()}
+        return {key: _decode(item, depth + 1, convention) for key, item in raw.items()}
     type_name = raw["type_name"]
     if type_name in ("numpy_integer", "numpy_float", "numpy_array"):
         return _decode_numpy(type_name, _tag_fields(raw, ("serialized_value", "dtype")))
@@ -284,12 +375,13 @@ def _decode(raw: Any, depth: int) -> Any:
         payload = _tag_fields(raw, ("serialized_value",))["serialized_value"]
         if not isinstance(payload, list):
             raise SerializationError(f"a '{type_name}' tag needs a list; got {payload!r}")
-        items = [_decode(item, depth + 1) for item in payload]
+        items = [_decode(item, depth + 1, convention) for item in payload]
         try:
             return tuple(items) if type_name == "tuple" else set(items)
         except TypeError as error:
             raise SerializationError(f"cannot rebuild a set: {error}") from error
-    entry = _entry(type_name)
+    entries = _entries(type_name)
+    entry = _base_entry(entries)
     version = 0
     if entry.versioned and type_name.startswith(INTQUANT_PREFIX):
         version = _tag_fields(raw, ("format_version", "serialized_value"))["format_version"]
@@ -303,7 +395,8 @@ def _decode(raw: Any, depth: int) -> Any:
                 f"reads versions up to {entry.format_version}. Upgrade intquant to read it."
             )
     payload = _tag_fields(raw, ("format_version", "serialized_value") if version else ("serialized_value",))
-    decoded = _decode_fields(type_name, payload["serialized_value"], depth + 1)
+    decoded = _decode_fields(type_name, payload["serialized_value"], depth + 1, convention)
+    entry = _convention_entry(type_name, entries, entry, decoded, convention)
     try:
         return entry.load(decoded, version)
     except SerializationError:
@@ -312,15 +405,15 @@ def _decode(raw: Any, depth: int) -> Any:
         raise SerializationError(f"invalid serialized {type_name}: {error}") from error
 
 
-def _decode_fields(type_name: str, payload: Any, depth: int) -> Any:
+def _decode_fields(type_name: str, payload: Any, depth: int, convention: str | None) -> Any:
     """The decoded payload of a registered class; an error in a field names the class and field
     (``UniformQuantizer field 'offset': ...``)."""
     if not isinstance(payload, dict) or "type_name" in payload or depth > _MAX_DEPTH:
-        return _decode(payload, depth)
+        return _decode(payload, depth, convention)
     decoded = {}
     for key, item in payload.items():
         try:
-            decoded[key] = _decode(item, depth + 1)
+            decoded[key] = _decode(item, depth + 1, convention)
         except SerializationError as error:
             raise SerializationError(f"{type_name} field {key!r}: {error}") from error
     return decoded

@@ -39,6 +39,7 @@ __all__ = [
     "copy_extra_options",
     "extra_dump",
     "needs_intquant_tag",
+    "statistics_need_intquant_tag",
 ]
 
 ROUNDING_MODES = ("half_even", "half_up", "floor", "ceil", "stochastic")
@@ -114,6 +115,8 @@ class ExtraOptions:
 #: Each extra option and its default (the seed's behaviour), from :class:`ExtraOptions`.
 EXTRA_OPTIONS: dict[str, Any] = {field.name: field.default for field in dataclasses.fields(ExtraOptions)}
 _DEFAULTS = ExtraOptions()
+#: The members a quantizer's ``quant``/``dequant`` read (an options object has none of them).
+_PARAMETERS = ("scale", "zero_point", "offset")
 
 
 class ExtraOptionDefaults:
@@ -154,13 +157,34 @@ def extra_dump(obj: Any) -> dict[str, Any]:
 
 
 def needs_intquant_tag(obj: Any) -> bool:
-    """Whether ``obj``'s extra options change what ``quant``/``dequant`` compute in a way
-    Concrete ML cannot honour (a rounding other than half to even, per-axis or per-block
-    parameters), so that it must be written under an intquant tag that Concrete ML refuses.
-    Options that only change the parameters (``zero_in_range``, ``power_of_two_scale``) do not:
-    the parameters themselves are written."""
-    return (
+    """Whether ``obj`` (options or a quantizer) must be written under an intquant tag, which
+    Concrete ML refuses, because Concrete ML would read it and compute something else:
+
+    * a rounding other than half to even, per-axis or per-block parameters: its ``quant`` and
+      ``dequant`` cannot honour them;
+    * ``zero_in_range`` or ``power_of_two_scale`` on an object whose parameters are still to be
+      computed (options, a quantizer without scale, zero point or offset): Concrete ML would
+      compute them without the option.
+
+    A quantizer holding its parameters keeps the seed tag with these two options: its written
+    parameters are all Concrete ML's ``quant``/``dequant`` read, so they give the same results
+    (the option is an extra key Concrete ML ignores, and drops when it writes the quantizer
+    again). ``tools/check_concrete_ml_interchange.py`` checks every case against Concrete ML
+    1.7.0 and 1.9.0 (``docs/interchange.md``)."""
+    if (
         getattr(obj, "rounding", "half_even") != "half_even"
         or getattr(obj, "axis", None) is not None
         or getattr(obj, "block_size", None) is not None
-    )
+    ):
+        return True
+    if getattr(obj, "zero_in_range", False) or getattr(obj, "power_of_two_scale", False):
+        return any(getattr(obj, name, None) is None for name in _PARAMETERS)
+    return False
+
+
+def statistics_need_intquant_tag(stats: Any) -> bool:
+    """Whether statistics must be written under an intquant tag: they hold per-axis or per-block
+    ranges (``rmin``/``rmax`` arrays of one dimension or more). Concrete ML would read them, then
+    fail with a raw numpy error (the truth value of an array) when computing parameters."""
+    ranges = (getattr(stats, "rmin", None), getattr(stats, "rmax", None))
+    return any(isinstance(value, numpy.ndarray) and value.ndim > 0 for value in ranges)

@@ -27,7 +27,7 @@ import numpy
 from intquant._core.blockwise import block_ranges, block_uniques
 from intquant._core.granularity import grouped
 from intquant._numba import dispatch as _compiled
-from intquant._numpy124.introsort import reference_unique, set_zero_sign
+from intquant._numpy124.introsort import AVX512, reference_unique, set_zero_sign
 from intquant._numpy124.promotion import as_numpy_operand
 from intquant.errors import InvalidTypeError, InvalidValueError
 
@@ -74,11 +74,14 @@ def round_to_cents(values: numpy.ndarray) -> numpy.ndarray:
         return numpy.rint(values * hundred) / hundred
 
 
-def minmax_statistics(values: numpy.ndarray) -> tuple[Scalar, Scalar, numpy.ndarray]:
+def minmax_statistics(
+    values: numpy.ndarray, float32_sort: str = AVX512
+) -> tuple[Scalar, Scalar, numpy.ndarray]:
     """Return ``(rmin, rmax, uvalues)`` of non-empty real ``values``.
 
     ``rmin``/``rmax`` are numpy scalars of the values' dtype; ``uvalues`` holds the sorted unique
-    values rounded to 2 decimals, in the same dtype.
+    values rounded to 2 decimals, in the same dtype (the sign of a zero as numpy 1.24 keeps it,
+    float32 sorted as ``float32_sort`` says: see :func:`rounded_uniques`).
 
     Raises
     ------
@@ -86,7 +89,7 @@ def minmax_statistics(values: numpy.ndarray) -> tuple[Scalar, Scalar, numpy.ndar
         If a value is NaN or infinite (then ``rmin`` or ``rmax`` is).
     """
     rmin, rmax = minmax_range(values)
-    return rmin, rmax, rounded_uniques(values, rmin, rmax)
+    return rmin, rmax, rounded_uniques(values, rmin, rmax, float32_sort)
 
 
 def minmax_range(values: numpy.ndarray) -> tuple[Scalar, Scalar]:
@@ -108,23 +111,38 @@ def minmax_range(values: numpy.ndarray) -> tuple[Scalar, Scalar]:
     return rmin, rmax
 
 
-def rounded_uniques(values: numpy.ndarray, rmin: Scalar, rmax: Scalar) -> numpy.ndarray:
+def rounded_uniques(
+    values: numpy.ndarray, rmin: Scalar, rmax: Scalar, float32_sort: str = AVX512
+) -> numpy.ndarray:
     """``unique(round_to_cents(values))`` as numpy 1.24 gives it (``rmin``/``rmax``: the values'
-    finite range); compiled for large arrays."""
+    finite range); compiled for large arrays.
+
+    When the rounded values hold both ``-0.0`` and ``0.0``, the zero kept is the one numpy 1.24's
+    sort leaves first; for float32 that sort depends on the CPU, which ``float32_sort`` names
+    (``"avx512"``: an x86-64 CPU with AVX-512, the golden data's; ``"introsort"``: any other).
+    """
     if values.dtype not in _COMPILED_FLOATS or values.size < _compiled.MIN_SIZE or not _compiled.enabled():
-        return reference_unique(round_to_cents(values))  # the bitmap pays off on large arrays
+        return reference_unique(round_to_cents(values), float32_sort)  # the bitmap pays off on large arrays
     hundred = values.dtype.type(100)
     with numpy.errstate(over="ignore"):
         key_low, key_high = numpy.rint(rmin * hundred), numpy.rint(rmax * hundred)
     if not (numpy.isfinite(key_low) and numpy.isfinite(key_high)) or key_high - key_low > 4 * values.size:
-        return reference_unique(round_to_cents(values))  # too many possible keys for a bitmap
+        return reference_unique(round_to_cents(values), float32_sort)  # too many keys for a bitmap
     keys, negatives, positive_zero, negative_zero = _compiled.unique_cents(
         values, int(key_low), int(key_high)
     )
     # Distinct keys can round to one float (rint(x*100)/100 in float32, say): unique again.
     uniques = numpy.unique(keys.astype(values.dtype) / hundred)
     if positive_zero and negative_zero:  # which zero numpy 1.24 keeps depends on its sort
-        set_zero_sign(uniques, _compiled.round_cents(values), negatives, True, True, scratch=True)
+        set_zero_sign(
+            uniques,
+            _compiled.round_cents(values),
+            negatives,
+            True,
+            True,
+            scratch=True,
+            float32_sort=float32_sort,
+        )
     else:
         set_zero_sign(uniques, values[:0], negatives, positive_zero, negative_zero)
     return uniques
@@ -210,7 +228,8 @@ def choose_uniform_parameters(
       ``scale, zero_point = 1.0, rint(-rmin)`` if ``|rmax| < STABILITY_CONST`` else ``rmax, 0``.
     * Symmetric: ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)``, ``zero_point = 0``.
     * Asymmetric: QAT values on a uniform grid (``is_uniform_grid``) give
-      ``scale = smallest_step(uvalues)``; otherwise the given ``scale`` is kept, or
+      ``scale = smallest_step(uvalues)`` (Concrete ML 1.7; from 1.8 on no ``uvalues`` are
+      passed, so no scale is inferred); otherwise the given ``scale`` is kept, or
       ``scale = (rmax - rmin) / (2**n - 1)``; ``zero_point`` is 0 for QAT, else
       ``round((rmax * -offset - rmin * (2**n - 1 - offset)) / (rmax - rmin))``.
 
@@ -481,7 +500,7 @@ def convert_codes(codes: Any, dtype: Any, bounds: tuple[int, int] | None) -> Any
 
 
 def block_statistics(
-    values: numpy.ndarray, extent: tuple[int, ...]
+    values: numpy.ndarray, extent: tuple[int, ...], float32_sort: str = AVX512
 ) -> tuple[numpy.ndarray, numpy.ndarray, list[Any]]:
     """Per-block ``(rmin, rmax, uvalues)`` of blocks of ``extent``: two arrays of the grid's
     shape in the values' dtype, and the list of each block's ``uvalues`` (in grid order), every
@@ -495,4 +514,4 @@ def block_statistics(
     """
     rows = grouped(values, extent)
     rmin, rmax = block_ranges(rows)
-    return rmin, rmax, block_uniques(rows)
+    return rmin, rmax, block_uniques(rows, float32_sort)

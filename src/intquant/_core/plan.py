@@ -17,8 +17,10 @@ Quantization, per block ``g`` (one block per tensor)::
   ``zero_point_g`` in ``A_g`` already. Blocks sharing ``(D, A)`` form one :class:`QuantStep`.
 * ``round`` is the rounding option (half to even by default).
 * ``[low, high] = [-offset (+1 if narrow), 2**n_bits - 1 - offset]``, or no clipping: with
-  ``no_clipping``, and for QAT values whose parameters were inferred (``is_qat and not
-  is_precomputed_qat``), whose codes the reference never clips.
+  ``no_clipping``, and, under the ``"concrete-ml-1.7"`` convention, for QAT values whose
+  parameters were inferred (``is_qat and not is_precomputed_qat``), whose codes Concrete ML 1.7
+  never clips. Concrete ML 1.8 and later (``"concrete-ml-1.9"``) clip those too: only
+  ``no_clipping`` turns clipping off (:data:`CLIPS_INFERRED_QAT`).
 * 0-d values follow numpy's scalar rules (a 0-d array is a scalar for numpy 1.24: no
   value-based casting between two scalars).
 
@@ -47,7 +49,9 @@ from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type, l
 from intquant.errors import InvalidDtypeError, InvalidValueError
 
 __all__ = [
+    "CLIPS_INFERRED_QAT",
     "CONCRETE_ML_1_7",
+    "CONCRETE_ML_1_9",
     "CONVENTIONS",
     "clip_dtype",
     "DequantPlan",
@@ -65,9 +69,17 @@ __all__ = [
     "tensor_quant_plan",
 ]
 
-#: The convention a plan follows: Concrete ML 1.7.0's formulas and clipping rules.
+#: The convention a plan follows: Concrete ML 1.7.0's formulas and clipping rules (the seed's).
 CONCRETE_ML_1_7 = "concrete-ml-1.7"
-CONVENTIONS = (CONCRETE_ML_1_7,)
+#: Concrete ML 1.8.0's and 1.9.0's (one ``quantizers.py``): statistics without ``uvalues``, no
+#: QAT scale inferred from them, the codes of QAT values clipped unless ``no_clipping``.
+CONCRETE_ML_1_9 = "concrete-ml-1.9"
+#: Every convention, oldest first. An object follows one (its class's ``convention``).
+CONVENTIONS = (CONCRETE_ML_1_7, CONCRETE_ML_1_9)
+#: Whether a convention clips the codes of QAT values whose parameters were inferred
+#: (``is_qat and not is_precomputed_qat``): Concrete ML 1.7 does not (it could not know their
+#: grid), 1.8 and later do.
+CLIPS_INFERRED_QAT: dict[str, bool] = {CONCRETE_ML_1_7: False, CONCRETE_ML_1_9: True}
 
 _FLOAT64 = numpy.dtype(numpy.float64)
 _COMPILED_FLOATS = (numpy.dtype(numpy.float32), _FLOAT64)
@@ -346,6 +358,10 @@ def dequant_plan_for(
 def _build_quant_plan(
     settings: QuantizerSettings, dtype: numpy.dtype[Any], shape: tuple[int, ...]
 ) -> QuantPlan:
+    if settings.convention not in CONVENTIONS:
+        raise InvalidValueError(
+            f"unknown convention {settings.convention!r}; intquant follows {', '.join(CONVENTIONS)}."
+        )
     check_scale(settings.scale)
     n_bits = check_n_bits(settings.n_bits) if settings.unclipped is None else 0
     if settings.grouped:

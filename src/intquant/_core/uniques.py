@@ -26,8 +26,9 @@ from intquant._core.blockwise import block_uniques
 from intquant._core.formulas import rounded_uniques
 from intquant._core.granularity import grouped
 from intquant._numba import dispatch as _compiled
+from intquant._numpy124.introsort import AVX512
 
-__all__ = ["DeferredMember", "PendingUniques", "pending_state", "pending_statistics"]
+__all__ = ["DeferredMember", "PendingUniques", "fast_range", "pending_state", "pending_statistics"]
 
 _KEYED_DTYPES = (numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 _KEY_LIMIT = 32767
@@ -46,14 +47,24 @@ class PendingUniques:
         ``rint(x*100)`` the computation marks.
     extent : tuple of int, optional
         The blocks' extent, per axis or per block (then the result is a list, one per block).
+    float32_sort : str
+        Which numpy 1.24 sort of float32 values decides the sign of a zero kept (see
+        :data:`intquant._numpy124.introsort.FLOAT32_SORTS`).
 
     Large float32/float64 values whose keys fit int16 (``|x| < 327.675``) are held as those keys
     (2 bytes a value instead of 4 or 8; ``-0.0`` as ``-32768``), else as a copy of the values.
     """
 
-    __slots__ = ("_dtype", "_extent", "_lock", "_range", "_result", "_shape", "_values")
+    __slots__ = ("_dtype", "_extent", "_lock", "_range", "_result", "_shape", "_sort", "_values")
 
-    def __init__(self, values: numpy.ndarray, rmin: Any, rmax: Any, extent: tuple[int, ...] | None) -> None:
+    def __init__(
+        self,
+        values: numpy.ndarray,
+        rmin: Any,
+        rmax: Any,
+        extent: tuple[int, ...] | None,
+        float32_sort: str = AVX512,
+    ) -> None:
         self._dtype, self._shape = values.dtype, values.shape
         self._values: numpy.ndarray | None = (
             _compiled.cent_keys(values)
@@ -62,6 +73,7 @@ class PendingUniques:
         )
         self._range = (rmin, rmax)
         self._extent = extent
+        self._sort = float32_sort
         self._result: Any = None
         self._lock = threading.Lock()
 
@@ -83,9 +95,9 @@ class PendingUniques:
             if self._values is not None:
                 values = self._rounded_values() if self._values.dtype != self._dtype else self._values
                 if self._extent is None:
-                    self._result = rounded_uniques(values, *self._range)
+                    self._result = rounded_uniques(values, *self._range, self._sort)
                 else:
-                    self._result = block_uniques(grouped(values, self._extent))
+                    self._result = block_uniques(grouped(values, self._extent), self._sort)
                 self._values = None
             return self._result
 
@@ -113,11 +125,27 @@ class PendingUniques:
         return _identity, (self.result(),)
 
 
-def pending_statistics(values: numpy.ndarray) -> tuple[Any, Any, PendingUniques] | None:
+def pending_statistics(
+    values: numpy.ndarray, float32_sort: str = AVX512
+) -> tuple[Any, Any, PendingUniques] | None:
     """``(rmin, rmax, pending uvalues)`` of large, finite, C-contiguous float32/float64
-    ``values`` per tensor, their range reduced on the compiled loops' threads; None where that
-    does not apply (no compiled loops, small or other arrays, NaN or infinite values): then the
+    ``values`` per tensor (see :func:`fast_range`); None where that does not apply: then the
     caller computes them as usual, errors included.
+    """
+    if values.size < _compiled.PARALLEL_MIN_SIZE:  # the usual small array: no call further
+        return None
+    extremes = fast_range(values)
+    if extremes is None:
+        return None
+    rmin, rmax = extremes
+    return rmin, rmax, PendingUniques(values, rmin, rmax, None, float32_sort)
+
+
+def fast_range(values: numpy.ndarray) -> tuple[Any, Any] | None:
+    """``(rmin, rmax)`` of large, finite, C-contiguous float32/float64 ``values``, reduced on
+    the compiled loops' threads; None where that does not apply (no compiled loops, small or
+    other arrays, NaN or infinite values): then the caller computes them as usual, errors
+    included.
 
     ``rmin``/``rmax`` equal ``numpy.min``/``numpy.max`` exactly: a non-zero extreme has one bit
     pattern; a zero one is asked of numpy, whose choice between ``-0.0`` and ``0.0`` is kept.
@@ -134,7 +162,7 @@ def pending_statistics(values: numpy.ndarray) -> tuple[Any, Any, PendingUniques]
         return None
     rmin = values.min() if low == 0 else low
     rmax = values.max() if high == 0 else high
-    return rmin, rmax, PendingUniques(values, rmin, rmax, None)
+    return rmin, rmax
 
 
 def _keys_fit(values: numpy.ndarray, rmin: Any, rmax: Any) -> bool:

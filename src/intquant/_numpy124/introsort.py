@@ -2,10 +2,13 @@
 
 ``numpy.unique`` sorts and keeps the first element of each run of equal values. ``-0.0`` and
 ``0.0`` are equal, so when an array holds both, the zero that survives is whichever the sort left
-first, and that depends on the sorting algorithm. The reference ran numpy 1.24 on an AVX-512
-x86-64 machine: float32 arrays went through its AVX-512 quicksort (emulated in
-``_avx512_sort``), float16 and float64 arrays through its introsort (emulated here). numpy 2 sorts
-differently, so intquant never trusts the sign of a zero that numpy's own sort reports.
+first, and that depends on the sorting algorithm, and so on the CPU numpy 1.24 ran on. On an
+x86-64 CPU with AVX-512 (AVX512_SKX) numpy 1.24 sorts float32 arrays with its AVX-512 quicksort
+(emulated in ``avx512_sort``); elsewhere float32 arrays, like float16 and float64 arrays on every
+CPU, go through its introsort (``npysort/quicksort.cpp``, emulated here). The reference's golden
+data come from an AVX-512 machine, so ``"avx512"`` is the default :data:`FLOAT32_SORTS` choice;
+``"introsort"`` reproduces any other machine. numpy 2 sorts differently, so intquant never trusts
+the sign of a zero that numpy's own sort reports.
 
 Only the element that lands at the first zero's position matters, so the emulation follows the
 partitions that contain that position (as a quickselect would) with vectorized numpy steps:
@@ -23,25 +26,59 @@ import numpy
 from intquant._numba import dispatch as _compiled
 from intquant.errors import InvalidTypeError, InvalidValueError
 
-__all__ = ["element_at_sorted_position", "elements_at_sorted_positions", "reference_unique", "set_zero_sign"]
+__all__ = [
+    "AVX512",
+    "FLOAT32_SORTS",
+    "INTROSORT",
+    "check_float32_sort",
+    "element_at_sorted_position",
+    "elements_at_sorted_positions",
+    "reference_unique",
+    "set_zero_sign",
+]
+
+#: numpy 1.24's sort of float32 arrays on an x86-64 CPU with AVX512_SKX (the golden data's).
+AVX512 = "avx512"
+#: numpy 1.24's sort of float32 arrays on every other CPU (and of float16/float64 on all CPUs).
+INTROSORT = "introsort"
+#: Which numpy 1.24 sort of float32 arrays to reproduce: the machine the reference ran on.
+FLOAT32_SORTS = (AVX512, INTROSORT)
 
 _SORTED_DTYPES = (numpy.dtype(numpy.float16), numpy.dtype(numpy.float32), numpy.dtype(numpy.float64))
 
 _SMALL_PARTITION = 15  # numpy 1.24 quicksort: ranges with pr - pl <= 15 are insertion-sorted
 
 
-def reference_unique(values: numpy.ndarray) -> numpy.ndarray:
+def check_float32_sort(value: Any) -> str:
+    """``value`` once checked to be one of :data:`FLOAT32_SORTS`.
+
+    Raises
+    ------
+    InvalidValueError
+        For any other value.
+    """
+    if not isinstance(value, str) or value not in FLOAT32_SORTS:
+        raise InvalidValueError(
+            f"'float32_sort' must be {AVX512!r} (numpy 1.24 on an x86-64 CPU with AVX-512, the "
+            f"default) or {INTROSORT!r} (numpy 1.24 on any other CPU); got {value!r}."
+        )
+    return value
+
+
+def reference_unique(values: numpy.ndarray, float32_sort: str = AVX512) -> numpy.ndarray:
     """Sorted unique values of ``values``, as numpy 1.24's ``numpy.unique`` returns them.
 
     ``values`` must not hold NaN. The values come from ``numpy.unique``; only the sign of a zero
-    is decided by emulating numpy 1.24's sort.
+    is decided by emulating numpy 1.24's sort (for float32, the one ``float32_sort`` names).
     """
     flat = numpy.ravel(values)
     uniques = numpy.unique(flat)
     if uniques.dtype.kind == "f":
         zero_signs = numpy.signbit(flat[flat == 0])
         negatives = int(numpy.count_nonzero(flat < 0)) if zero_signs.size else 0
-        set_zero_sign(uniques, flat, negatives, not zero_signs.all(), bool(zero_signs.any()))
+        set_zero_sign(
+            uniques, flat, negatives, not zero_signs.all(), bool(zero_signs.any()), float32_sort=float32_sort
+        )
     return uniques
 
 
@@ -52,28 +89,36 @@ def set_zero_sign(
     has_positive_zero: bool,
     has_negative_zero: bool,
     scratch: bool = False,
+    *,
+    float32_sort: str = AVX512,
 ) -> None:
     """Give the zero of sorted ``uniques`` (if any) the sign numpy 1.24's ``unique`` keeps.
 
     ``sorted_input`` is the flat array ``unique`` sorted and ``negatives`` the number of its
     values below 0, which is where the first zero lands; with ``scratch`` it may be overwritten.
+    ``float32_sort`` names the sort of float32 arrays (see :data:`FLOAT32_SORTS`).
     """
     slots = numpy.flatnonzero(uniques == 0)
     if slots.size == 0:
         return
     negative = has_negative_zero
     if has_positive_zero and has_negative_zero:
-        element = element_at_sorted_position(sorted_input, negatives, scratch)
+        element = element_at_sorted_position(sorted_input, negatives, scratch, float32_sort=float32_sort)
         negative = bool(numpy.signbit(element))
     uniques[slots[0]] = -0.0 if negative else 0.0
 
 
-def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool = False) -> Any:
+def element_at_sorted_position(
+    flat: numpy.ndarray, position: int, scratch: bool = False, *, float32_sort: str = AVX512
+) -> Any:
     """The element numpy 1.24's ``flat.sort()`` puts at ``position`` (float, no NaN).
 
-    ``flat`` is left unchanged unless ``scratch`` says it may be overwritten.
+    ``flat`` is left unchanged unless ``scratch`` says it may be overwritten. float32 arrays take
+    the AVX-512 quicksort, or with ``float32_sort="introsort"`` the introsort (comparisons of
+    float32 values are those of the same values in float64, so the introsort of either gives the
+    same order).
     """
-    if flat.dtype == numpy.float32:
+    if flat.dtype == numpy.float32 and float32_sort == AVX512:
         if _compiled.worthwhile(flat.size):
             return _compiled.avx512_element_at(flat, position, scratch)
         from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
@@ -85,13 +130,16 @@ def element_at_sorted_position(flat: numpy.ndarray, position: int, scratch: bool
     return _introsort_element_at(flat, position)
 
 
-def elements_at_sorted_positions(rows: numpy.ndarray, positions: numpy.ndarray) -> numpy.ndarray:
+def elements_at_sorted_positions(
+    rows: numpy.ndarray, positions: numpy.ndarray, float32_sort: str = AVX512
+) -> numpy.ndarray:
     """``[sorted(rows[i])[positions[i]] for each row i]`` as numpy 1.24 sorts each row, bit for bit
     (the sign of a zero included): a 1-d array of the rows' dtype. ``rows`` is not modified.
 
     ``rows``: 2-d float16/float32/float64 without NaN, one block per row (float32 rows take the
-    AVX-512 quicksort, the others the introsort); ``positions``: one integer per row, each in
-    ``[0, row length)``. Compiled (one loop over the rows) for large batches.
+    AVX-512 quicksort, or the introsort with ``float32_sort="introsort"``; the others the
+    introsort); ``positions``: one integer per row, each in ``[0, row length)``. Compiled (one
+    loop over the rows) for large batches.
 
     Raises
     ------
@@ -119,9 +167,13 @@ def elements_at_sorted_positions(rows: numpy.ndarray, positions: numpy.ndarray) 
         raise InvalidValueError("rows must not hold NaN (replace them first, e.g. with numpy.nan_to_num).")
     if count == 0:
         return numpy.empty(0, dtype=rows.dtype)
+    avx512 = rows.dtype == numpy.float32 and float32_sort == AVX512
     if _compiled.worthwhile(rows.size):
+        if rows.dtype == numpy.float32 and not avx512:  # float64 rows take the introsort: same order
+            widened = rows.astype(numpy.float64)
+            return _compiled.sorted_rows_elements_at(widened, wanted.astype(numpy.int64)).astype(rows.dtype)
         return _compiled.sorted_rows_elements_at(rows, wanted.astype(numpy.int64))
-    if rows.dtype == numpy.float32:
+    if avx512:
         from intquant._numpy124.avx512_sort import element_at_sorted_position as avx512_element_at
 
         elements = [avx512_element_at(row, int(at)) for row, at in zip(rows, wanted, strict=True)]

@@ -12,16 +12,38 @@ them: the scale comes from ``rmin``/``rmax``).
 * :class:`PercentileStats` -- the values at percentiles ``100 - p`` and ``p``.
 * :class:`MovingAverageMinMaxStats` -- an exponential moving average of the batches' extremes.
 * :class:`MSEStats` -- the shrunk range whose quantization error is smallest.
-* :class:`EntropyStats` -- the threshold whose quantized distribution is closest in KL divergence.
+* :class:`EntropyStats` -- the range whose quantized distribution is closest in KL divergence,
+  guarded by the quantization error.
 
 The last three keep a histogram with a fixed number of equal bins, so memory does not grow with
 the data, and the exact minimum and maximum of the values seen (float64).
 
+Granularity
+-----------
+Every method calibrates per tensor, per axis or per block (:mod:`intquant.granularity`): one
+summary and one range per block, all blocks at once (one ``numpy.bincount`` fills every block's
+histogram; the searches are array operations over blocks and candidates), each block's range
+exactly the one the method gives the block calibrated alone. The ranges are then float64 arrays
+of the block grid's shape -- ``(1, .., C, .., 1)`` per axis, ``(n0 // b0, ..)`` per block, the
+shapes :class:`~intquant.statistics.MinMaxQuantizationStats` gives -- so the per-block parameter
+formulas apply to them.
+
+The granularity is given to the constructor (``MSEStats(axis=0)``) or taken from the
+``axis``/``block_size`` keywords of the first batch (``update(values, axis=0)``); a
+:class:`~intquant.QuantizedArray` calibrating a method passes its options' keywords, so
+``QuantizedArray(8, x, axis=0, stats=MSEStats())`` is calibrated per channel. Without either it
+is per tensor. Once values are collected it is fixed: a batch with other keywords, or of another
+block grid, is refused, and so are options whose ``axis``/``block_size`` differ from it in
+``range_for`` (a per-tensor range for a per-axis quantizer would be silently wrong). A
+per-block granularity whose blocks span a dimension accepts batches of any length along it
+(chunks of rows of blocks spanning all rows, say).
+
 Histogram rule
 --------------
-The first batch sets the grid ``[low, high]`` to ``[min, max]`` of its values (``[0, max|x|]`` of
-their absolute values for :class:`EntropyStats`). A value ``x`` goes to bin ``min(floor((x - low)
-/ (high - low) * bins), bins - 1)`` (every value to bin 0 when ``low == high``). A later batch
+Each block has its own grid. The first batch sets the grid ``[low, high]`` to ``[min, max]`` of
+its values (:class:`EntropyStats` counts exact zeros apart from the bins). A value ``x`` goes to
+bin ``min(floor((x - low) / (high - low) * bins), bins - 1)`` (every value to bin 0 when
+``low == high``). A later batch
 that falls outside the grid *widens* it so that it covers all the values seen: the new grid
 starts on an old bin edge at or below both the first occupied old bin and the batch's minimum
 (empty old bins may be dropped), and its bins are ``f`` old bins wide, for the smallest whole

@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy
 
-from intquant._core.calibrator import Range
 from intquant._core.checks import check_int
-from intquant._core.execute import dequantize, quantize
-from intquant._core.formulas import choose_uniform_parameters, integer_bounds
 from intquant.calibration._histogram import (
     Collected,
     HistogramCalibration,
-    HistogramState,
     RangeOptions,
-    as_range,
     check_bins,
-    check_range_options,
     load_histogram_calibration,
 )
+from intquant.calibration._search import Compacted, candidate_ranges, squared_errors
 from intquant.options import QuantizationOptions  # noqa: F401  # the examples use it
 
 __all__ = ["MSEStats"]
@@ -32,53 +26,8 @@ def _check_candidates(candidates: Any) -> int:
     )
 
 
-def _candidate_ranges(minimum: float, maximum: float, candidates: int) -> list[tuple[float, float]]:
-    """The candidate ranges of :class:`MSEStats`, widest (``k = K``, the observed range) first."""
-    ranges = []
-    for k in range(candidates, 0, -1):
-        if minimum < 0 < maximum:
-            reach = max(-minimum, maximum) * (k / candidates)
-            ranges.append((max(minimum, -reach), min(maximum, reach)))
-        else:
-            shrink = (candidates - k) / candidates
-            if minimum >= 0:
-                ranges.append((minimum, maximum - shrink * (maximum - minimum)))
-            else:
-                ranges.append((minimum + shrink * (maximum - minimum), maximum))
-    return ranges
-
-
-def _mse_range(collected: Collected, options: RangeOptions, candidates: int) -> Range:
-    histogram = collected.histogram
-    occupied = numpy.flatnonzero(histogram.counts)
-    centres = histogram.centres()[occupied]
-    weights = histogram.counts[occupied].astype(numpy.float64)
-    ranges = _candidate_ranges(float(collected.minimum), float(collected.maximum), candidates)
-    best_range, best_error = ranges[0], math.inf
-    for low, high in ranges:
-        scale, zero_point, offset = choose_uniform_parameters(
-            numpy.float64(low),
-            numpy.float64(high),
-            options.n_bits,
-            is_signed=options.is_signed,
-            is_symmetric=options.is_symmetric,
-            is_qat=False,
-            is_precomputed_qat=False,
-            uvalues=None,
-            scale=None,
-        )
-        codes = quantize(
-            centres, scale, zero_point, integer_bounds(options.n_bits, offset, options.is_narrow)
-        )
-        with numpy.errstate(over="ignore"):  # an infinite error (near the float64 limit) never wins
-            error = float(numpy.dot(weights, (dequantize(codes, scale, zero_point) - centres) ** 2))
-        if error < best_error:
-            best_range, best_error = (low, high), error
-    return as_range(*best_range)
-
-
 class MSEStats(
-    HistogramCalibration, versioned_tag="intquant.MSEStats", format_version=1, legacy_tags=("MSEStats",)
+    HistogramCalibration, versioned_tag="intquant.MSEStats", format_version=2, legacy_tags=("MSEStats",)
 ):
     """Clipping range that minimises the quantization error for the options in use.
 
@@ -97,7 +46,10 @@ class MSEStats(
     and dequantized (``intquant.kernels.dequantize``), and the error is ``sum_j n_j (deq(c_j) -
     c_j)**2`` with ``n_j`` the bin counts (float64; the mean squared error times ``N``). The
     candidate with the smallest error wins; ties go to the widest. Results are cached per
-    options until the next update.
+    options until the next update. Per axis or block, each block has its own histogram and
+    search, with its own extremes ``m, M``; all blocks and candidates are evaluated at once
+    (each block's error summed over its bins in ascending order, so its range is the one it
+    gets calibrated alone).
 
     Parameters
     ----------
@@ -105,11 +57,15 @@ class MSEStats(
         Number of histogram bins, at least 16.
     candidates : int
         Number of candidate ranges ``K``, at least 1 (1 gives the observed range).
+    axis, block_size : optional
+        Calibrate per axis or per block (see :mod:`intquant.calibration`); by default the first
+        batch's keywords decide, per tensor without them.
 
     Raises
     ------
     TypeError, ValueError
-        For bins that are not an int >= 16 or candidates that are not an int >= 1.
+        For bins that are not an int >= 16, candidates that are not an int >= 1, or an invalid
+        granularity.
 
     Examples
     --------
@@ -127,12 +83,24 @@ class MSEStats(
     >>> one.update(values)
     >>> [float(end) for end in one.range_for(QuantizationOptions(4))]
     [-1.0, 100.0]
+    >>> rows = MSEStats(axis=0)  # one range per row
+    >>> rows.update(numpy.stack([values, values / 10]))
+    >>> low, high = rows.range_for(QuantizationOptions(4, is_signed=True, is_symmetric=True, axis=0))
+    >>> low.shape, numpy.round(high[:, 0], 2).tolist()
+    ((2, 1), [1.0, 0.1])
     """
 
-    def __init__(self, bins: int = 2048, candidates: int = 100) -> None:
+    def __init__(
+        self,
+        bins: int = 2048,
+        candidates: int = 100,
+        *,
+        axis: int | None = None,
+        block_size: tuple[int, ...] | None = None,
+    ) -> None:
         self._bins = check_bins(bins)
         self._candidates = _check_candidates(candidates)
-        self._set_state(HistogramState(self._bins, absolute=False))
+        self._start(self._bins, False, axis, block_size)
 
     @property
     def bins(self) -> int:
@@ -145,28 +113,22 @@ class MSEStats(
     def _config(self) -> dict[str, Any]:
         return {"bins": self._bins, "candidates": self._candidates}
 
-    def range_for(self, options: Any) -> Range:
-        """The candidate range with the smallest quantization error for ``options``.
-
-        Raises
-        ------
-        MissingParameterError
-            If no values were collected yet.
-        InvalidValueError
-            If the options cannot quantize (1-bit symmetric quantization has no positive level).
-        """
-        checked = check_range_options(options)
-        collected = self._state.require(type(self).__name__)
-        if checked not in self._ranges:
-            self._ranges[checked] = _mse_range(collected, checked, self._candidates)
-        return self._ranges[checked]
-
-    def __repr__(self) -> str:
-        return f"MSEStats(bins={self._bins!r}, candidates={self._candidates!r}; {self._state.describe()})"
+    def _block_ranges(
+        self, collected: Collected, options: RangeOptions
+    ) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Each block's candidate range with the smallest quantization error for ``options``
+        (refused, as ``range_for``, for options that cannot quantize)."""
+        lows, highs = candidate_ranges(collected.minimum, collected.maximum, self._candidates)
+        best = numpy.argmin(
+            squared_errors(Compacted.of(collected), lows, highs, options), axis=1
+        )  # ties: the widest
+        rows = numpy.arange(best.size)
+        return lows[rows, best], highs[rows, best]
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> MSEStats:
-        """Rebuild from :meth:`dump_dict` output.
+    def load_dict(metadata: dict[str, Any], format_version: int = 2) -> MSEStats:
+        """Rebuild from :meth:`dump_dict` output (format versions 0 and 1: per tensor, without
+        the ``axis``/``block_size`` keys).
 
         Raises
         ------
@@ -174,4 +136,4 @@ class MSEStats(
             For missing or unknown keys, a bad configuration or an inconsistent state.
         """
         owner = "MSEStats"
-        return load_histogram_calibration(owner, MSEStats, metadata, ("bins", "candidates"))
+        return load_histogram_calibration(owner, MSEStats, metadata, ("bins", "candidates"), format_version)

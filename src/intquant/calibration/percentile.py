@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from intquant._core.calibrator import Range
+import numpy
+
 from intquant._core.checks import check_real
 from intquant.calibration._histogram import (
+    Collected,
     HistogramCalibration,
-    HistogramState,
-    as_range,
+    RangeOptions,
     check_bins,
-    check_range_options,
     load_histogram_calibration,
 )
 from intquant.errors import InvalidValueError
@@ -32,7 +32,7 @@ def _check_percentile(percentile: Any) -> float:
 class PercentileStats(
     HistogramCalibration,
     versioned_tag="intquant.PercentileStats",
-    format_version=1,
+    format_version=2,
     legacy_tags=("PercentileStats",),
 ):
     """Clipping range from percentiles of a histogram of the values.
@@ -43,7 +43,8 @@ class PercentileStats(
     in all), ``v(q) = e_k + (q * N - C_k) / c_k * w`` for the first bin ``k`` with
     ``C_{k+1} >= q * N``, clamped to the observed ``[min, max]``. ``percentile=100`` gives the
     observed ``(min, max)``. Everything is float64. The range does not depend on the options.
-    See the package docstring for how batches widen the histogram.
+    See the package docstring for how batches widen the histogram. Per axis or block, each
+    block has its own histogram and range (all computed at once).
 
     Parameters
     ----------
@@ -51,11 +52,15 @@ class PercentileStats(
         In (50, 100]; the share of values kept below the upper end (and above the lower end).
     bins : int
         Number of histogram bins, at least 16.
+    axis, block_size : optional
+        Calibrate per axis or per block (see :mod:`intquant.calibration`); by default the first
+        batch's keywords decide, per tensor without them.
 
     Raises
     ------
     TypeError, ValueError
-        For a percentile that is not a number in (50, 100] or bins that are not an int >= 16.
+        For a percentile that is not a number in (50, 100], bins that are not an int >= 16, or
+        an invalid granularity.
 
     Examples
     --------
@@ -67,10 +72,17 @@ class PercentileStats(
     (1.7, 15.15)
     """
 
-    def __init__(self, percentile: float = 99.99, bins: int = 2048) -> None:
+    def __init__(
+        self,
+        percentile: float = 99.99,
+        bins: int = 2048,
+        *,
+        axis: int | None = None,
+        block_size: tuple[int, ...] | None = None,
+    ) -> None:
         self._percentile = _check_percentile(percentile)
         self._bins = check_bins(bins)
-        self._set_state(HistogramState(self._bins, absolute=False))
+        self._start(self._bins, False, axis, block_size)
 
     @property
     def percentile(self) -> float:
@@ -83,29 +95,19 @@ class PercentileStats(
     def _config(self) -> dict[str, Any]:
         return {"percentile": self._percentile, "bins": self._bins}
 
-    def range_for(self, options: Any) -> Range:
-        """The clipping range ``(rmin, rmax)`` (the same for all options, which are checked).
-
-        Raises
-        ------
-        MissingParameterError
-            If no values were collected yet.
-        """
-        check_range_options(options)
-        collected = self._state.require(type(self).__name__)
-        minimum, maximum = float(collected.minimum), float(collected.maximum)
-        lower = collected.histogram.quantile((100 - self._percentile) / 100)
-        upper = collected.histogram.quantile(self._percentile / 100)
-        return as_range(min(max(lower, minimum), maximum), min(max(upper, minimum), maximum))
-
-    def __repr__(self) -> str:
-        return (
-            f"PercentileStats(percentile={self._percentile!r}, bins={self._bins!r}; {self._state.describe()})"
-        )
+    def _block_ranges(
+        self, collected: Collected, options: RangeOptions
+    ) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """Each block's ``(v((100 - p) / 100), v(p / 100))``, clamped to its observed range."""
+        minimum, maximum = collected.minimum, collected.maximum
+        lower, upper = collected.histograms.quantiles((100 - self._percentile) / 100, self._percentile / 100)
+        lower = numpy.minimum(numpy.maximum(lower, minimum), maximum)
+        return lower, numpy.minimum(numpy.maximum(upper, minimum), maximum)
 
     @staticmethod
-    def load_dict(metadata: dict[str, Any], format_version: int = 1) -> PercentileStats:
-        """Rebuild from :meth:`dump_dict` output.
+    def load_dict(metadata: dict[str, Any], format_version: int = 2) -> PercentileStats:
+        """Rebuild from :meth:`dump_dict` output (format versions 0 and 1: per tensor, without
+        the ``axis``/``block_size`` keys).
 
         Raises
         ------
@@ -113,4 +115,6 @@ class PercentileStats(
             For missing or unknown keys, a bad configuration or an inconsistent state.
         """
         owner = "PercentileStats"
-        return load_histogram_calibration(owner, PercentileStats, metadata, ("percentile", "bins"))
+        return load_histogram_calibration(
+            owner, PercentileStats, metadata, ("percentile", "bins"), format_version
+        )

@@ -1,36 +1,70 @@
 """Arrays on disk for the command line: reading inputs, writing outputs without losing data.
 
-Inputs are ``.npy`` (memory-mapped, so files larger than memory work), ``.npz`` (``file.npz:name``
-picks an array; the only one when there is one) or ``.csv`` (numbers separated by commas).
+Inputs (extensions in any case):
+
+* ``.npy``: memory-mapped, so files larger than memory work;
+* ``.npz`` and ``.safetensors`` archives: ``file.npz:name`` is one array; ``file.npz`` alone is the
+  whole archive, a *checkpoint* (:func:`open_archive`); ``.safetensors`` needs the
+  ``safetensors`` package;
+* ``.csv``: numbers separated by commas, one row per line; a first line holding no number at
+  all is a header, and is skipped.
+
 Outputs are written with ordinary buffered writes (never through a memory map, where a full disk
 is a SIGBUS rather than an error) to a temporary file in the destination folder, which is removed
 on any failure or interruption and otherwise moved into place. An existing file is replaced only
 when asked (``replace=True``, atomically with :func:`os.replace`); otherwise the temporary file is
 published with a no-replace operation, so a file that appeared at the output while it was being
-written is never replaced. An input is never an output.
+written is never replaced. An input is never an output. The extension of an output names its
+format (:func:`output_format`): ``.npy`` or ``.csv`` for an array, ``.npz`` or ``.safetensors``
+for a checkpoint, ``.json`` for quantizers.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import math
 import os
+import re
 import signal
+import struct
 import tempfile
 import tokenize
+import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy
 
-from intquant.errors import InvalidValueError
+from intquant.errors import InvalidValueError, MissingDependencyError
 
-__all__ = ["check_output", "load_array", "row_chunks", "write_array", "write_file", "write_text"]
+__all__ = [
+    "ARCHIVE_FORMATS",
+    "Archive",
+    "InputSpec",
+    "INPUT_FORMATS",
+    "check_output",
+    "checked_numbers",
+    "load_array",
+    "open_archive",
+    "output_format",
+    "parse_input",
+    "row_chunks",
+    "write_archive",
+    "write_array",
+    "write_file",
+    "write_text",
+]
 
+#: The input formats, by extension (compared in lower case).
+INPUT_FORMATS = (".npy", ".npz", ".safetensors", ".csv")
+#: The formats that hold several named arrays (checkpoints).
+ARCHIVE_FORMATS = (".npz", ".safetensors")
 #: A compressed ``.npz`` member that inflates to more than this many bytes *and* more than
 #: ``_MAX_INFLATION`` times its compressed size is refused as a zip bomb, before inflating it.
 _BOMB_FLOOR = 64 << 20
@@ -47,71 +81,241 @@ _NO_HARD_LINKS = frozenset(
 _DEFERRED_SIGNALS = frozenset(
     getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
 )
+#: ``file.npz:name`` / ``file.safetensors:name``, the extension in any case.
+_MEMBER_SPEC = re.compile(r"^(?P<path>.+?\.(?:npz|safetensors)):(?P<member>.*)$", re.IGNORECASE | re.DOTALL)
+#: safetensors' dtype names, and numpy's for them (little-endian).
+_SAFETENSORS_DTYPES = {
+    "BOOL": "bool", "U8": "uint8", "I8": "int8", "U16": "uint16", "I16": "int16", "F16": "float16",
+    "U32": "uint32", "I32": "int32", "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64",
+}  # fmt: skip
+_SAFETENSORS_NAMES = {numpy.dtype(name): code for code, name in _SAFETENSORS_DTYPES.items()}
+#: ``printf`` formats that write each dtype's values so that they read back exactly.
+_CSV_FORMATS = {"f2": "%.5g", "f4": "%.9g", "f8": "%.17g"}
 
 
-def load_array(spec: str) -> numpy.ndarray:
-    """The array named by ``spec``: a ``.npy`` path (memory-mapped), ``.npz[:name]`` or ``.csv``.
+# -- inputs
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An input as the command line names it: ``path``, its format (``suffix``: a lower-case
+    extension of :data:`INPUT_FORMATS`) and, in an archive, the ``member`` array (None: the whole
+    archive)."""
+
+    text: str
+    path: Path
+    suffix: str
+    member: str | None
+
+    @property
+    def is_checkpoint(self) -> bool:
+        """Whether this names a whole archive of arrays."""
+        return self.suffix in ARCHIVE_FORMATS and self.member is None
+
+
+def parse_input(text: str) -> InputSpec:
+    """The input ``text`` names: a file, or ``archive.npz:name`` / ``archive.safetensors:name``
+    (extensions in any case; a file of that very name wins).
 
     Raises
     ------
     InvalidValueError
-        For a missing file, an unknown extension, a missing ``.npz`` member, or data that are
-        not numbers.
+        For a missing file, an unknown extension or an empty member name.
     """
-    path_text, _, member = spec.partition(".npz:")
-    path = Path(path_text + ".npz") if member else Path(spec)
+    path, member = Path(text), None
+    if not path.is_file():
+        match = _MEMBER_SPEC.match(text)
+        if match is not None:
+            path, member = Path(match["path"]), match["member"]
     if not path.is_file():
         raise InvalidValueError(f"no such input file: {path}")
     suffix = path.suffix.lower()
+    if suffix not in INPUT_FORMATS:
+        raise InvalidValueError(
+            f"{path}: unknown input type {path.suffix!r}; use {', '.join(INPUT_FORMATS)} (in any case)"
+        )
+    if member == "":
+        raise InvalidValueError(f"{text}: name an array after the colon, as {path}:NAME")
+    return InputSpec(text, path, suffix, member)
+
+
+def load_array(spec: str | InputSpec) -> numpy.ndarray:
+    """The array ``spec`` names: a ``.npy`` file (memory-mapped), an archive's member, a ``.csv``.
+
+    Raises
+    ------
+    InvalidValueError
+        For a missing file, an unknown extension, a whole archive (a checkpoint, not one array),
+        a missing member, or data that are not a non-empty array of numbers.
+    """
+    spec = parse_input(spec) if isinstance(spec, str) else spec
+    path, suffix = spec.path, spec.suffix
+    if spec.is_checkpoint:
+        with open_archive(spec) as archive:
+            names = archive.names
+        raise InvalidValueError(
+            f"{path} is a checkpoint of {len(names)} arrays ({_listed(names)}); this takes one "
+            f"array: name it as {path}:NAME"
+        )
     try:
         if suffix == ".npy":
             array = numpy.load(path, mmap_mode="r", allow_pickle=False)
-        elif suffix == ".npz":
-            array = _npz_member(path, member)
         elif suffix == ".csv":
-            array = numpy.loadtxt(path, delimiter=",", dtype=numpy.float64, ndmin=1)
+            array = _read_csv(path)
         else:
-            raise InvalidValueError(f"{path}: unknown input type {suffix!r}; use .npy, .npz or .csv")
+            with open_archive(spec) as archive:
+                array = archive.read(str(spec.member))
     except tokenize.TokenError as error:  # numpy's parser of a header cut short
         raise InvalidValueError(f"{path}: not a valid {suffix} file (its header is cut short)") from error
     except (ValueError, OSError, EOFError) as error:
         if isinstance(error, InvalidValueError):
             raise
         raise InvalidValueError(f"{path}: cannot read it as {suffix}: {error}") from error
+    return checked_numbers(array, spec.text)
+
+
+def checked_numbers(array: numpy.ndarray, name: str) -> numpy.ndarray:
+    """``array`` after checking it is a non-empty array of numbers (bool, integer or float)."""
     if array.dtype.kind not in "biuf" or array.size == 0:
         raise InvalidValueError(
-            f"{spec}: expected a non-empty array of numbers; got dtype {array.dtype}, shape {array.shape}"
+            f"{name}: expected a non-empty array of numbers; got dtype {array.dtype}, shape {array.shape}"
         )
     return array
 
 
-def _npz_member(path: Path, member: str) -> numpy.ndarray:
-    """The array ``member`` of the ``.npz`` file ``path`` (its only one when ``member`` is empty),
-    read only after its sizes are checked: no allocation larger than the member, nor than the
-    available memory, and no zip bomb inflated."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
-            names = list(members)
-            if not member:
-                if len(names) != 1:
-                    raise InvalidValueError(
-                        f"{path} holds {len(names)} arrays ({', '.join(names) or 'none'}); "
-                        f"pick one as {path}:NAME"
-                    )
-                member = names[0]
-            if member not in names:
-                raise InvalidValueError(
-                    f"{path} has no array {member!r}; it holds {', '.join(names) or 'none'}"
-                )
-            return _read_member(archive, members[member], f"{path}:{member}")
-    except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:
-        # RuntimeError: an encrypted member, or (NotImplementedError) an unknown compression method
-        raise InvalidValueError(f"{path}: not a valid .npz file: {error}") from error
-    except tokenize.TokenError as error:
+def _read_csv(path: Path) -> numpy.ndarray:
+    """Numbers separated by commas, as float64 (one row per line, at least one dimension); a first
+    line that holds no number is a header and is skipped."""
+    with path.open(encoding="utf-8-sig") as file:
+        first = file.readline()
+    fields = [field.strip().strip("\"'") for field in first.split(",")] if first.strip() else []
+    numeric = [_is_number(field) for field in fields]
+    header = bool(fields) and not any(numeric)
+    if fields and not header and not all(numeric):
+        bad = next(field for field, number in zip(fields, numeric, strict=True) if not number)
         raise InvalidValueError(
-            f"{path}:{member}: not a valid .npy file (its header is cut short)"
-        ) from error
+            f"{path}: line 1 mixes numbers and text ({bad!r}); a header line holds names only"
+        )
+    with warnings.catch_warnings():  # an empty file: checked (and refused) by the caller
+        warnings.filterwarnings("ignore", "loadtxt: input contained no data", UserWarning)
+        return numpy.loadtxt(
+            path, delimiter=",", dtype=numpy.float64, ndmin=1, skiprows=int(header), encoding="utf-8-sig"
+        )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _listed(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit]) or "none"
+    return shown + (f", ... ({len(names) - limit} more)" if len(names) > limit else "")
+
+
+# -- archives of named arrays (checkpoints)
+
+
+class Archive:
+    """The arrays of an ``.npz`` or ``.safetensors`` file, read one at a time: ``names`` in the
+    file's order, ``header(name)`` (shape and dtype, without reading the data) and ``read(name)``."""
+
+    path: Path
+    names: list[str]
+
+    def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:  # pragma: no cover
+        raise NotImplementedError
+
+    def read(self, name: str) -> numpy.ndarray:  # pragma: no cover
+        raise NotImplementedError
+
+    def _missing(self, name: str) -> InvalidValueError:
+        return InvalidValueError(f"{self.path} has no array {name!r}; it holds {_listed(self.names)}")
+
+
+@contextlib.contextmanager
+def open_archive(spec: InputSpec) -> Iterator[Archive]:
+    """The archive ``spec`` names, open while the block runs.
+
+    Raises
+    ------
+    InvalidValueError
+        For a file that is not a valid archive (any array read from it is checked too: sizes
+        before anything is allocated, zip bombs refused).
+    MissingDependencyError
+        For a ``.safetensors`` file when the ``safetensors`` package is not installed.
+    """
+    if spec.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(spec.path) as archive:
+                yield _NpzArchive(spec.path, archive)
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:
+            # RuntimeError: an encrypted member, or (NotImplementedError) an unknown compression
+            raise InvalidValueError(f"{spec.path}: not a valid .npz file: {error}") from error
+        return
+    try:
+        from safetensors import safe_open
+    except ImportError:
+        raise MissingDependencyError(
+            f"{spec.path}: reading .safetensors files needs the safetensors package: "
+            f'pip install "intquant[safetensors]"'
+        ) from None
+    try:
+        handle = safe_open(str(spec.path), framework="numpy")
+    except Exception as error:  # safetensors raises its own SafetensorError on a bad header
+        raise InvalidValueError(f"{spec.path}: not a valid .safetensors file: {error}") from error
+    with handle:
+        yield _SafetensorsArchive(spec.path, handle)
+
+
+class _NpzArchive(Archive):
+    def __init__(self, path: Path, archive: zipfile.ZipFile) -> None:
+        self.path = path
+        self._archive = archive
+        self._members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        self.names = list(self._members)
+
+    def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:
+        if name not in self._members:
+            raise self._missing(name)
+        with self._archive.open(self._members[name]) as stream:
+            shape, dtype, _ = _member_header(stream, f"{self.path}:{name}")
+        return shape, dtype
+
+    def read(self, name: str) -> numpy.ndarray:
+        """The member ``name``, read only after its sizes are checked: no allocation larger than
+        the member, nor than the available memory, and no zip bomb inflated."""
+        if name not in self._members:
+            raise self._missing(name)
+        try:
+            return _read_member(self._archive, self._members[name], f"{self.path}:{name}")
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:
+            raise InvalidValueError(f"{self.path}: not a valid .npz file: {error}") from error
+
+
+def _member_header(stream: IO[bytes], name: str) -> tuple[tuple[int, ...], numpy.dtype[Any], int]:
+    """Shape, dtype and header length of the ``.npy`` data in ``stream``."""
+    try:
+        major, minor = numpy.lib.format.read_magic(stream)
+    except ValueError as error:
+        raise InvalidValueError(f"{name}: not a .npy array: {error}") from error
+    try:
+        if (major, minor) == (1, 0):
+            shape, _, dtype = numpy.lib.format.read_array_header_1_0(stream)
+        elif (major, minor) == (2, 0):
+            shape, _, dtype = numpy.lib.format.read_array_header_2_0(stream)
+        else:
+            raise InvalidValueError(f"{name}: unsupported .npy format version {major}.{minor}")
+    except tokenize.TokenError as error:
+        raise InvalidValueError(f"{name}: not a valid .npy file (its header is cut short)") from error
+    except ValueError as error:
+        if isinstance(error, InvalidValueError):
+            raise
+        raise InvalidValueError(f"{name}: not a valid .npy header: {error}") from error
+    return tuple(shape), dtype, stream.tell()
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> numpy.ndarray:
@@ -121,33 +325,56 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> 
             f"{name}: refusing to inflate {size} bytes from {packed} compressed "
             f"(more than {_MAX_INFLATION}:1, a zip bomb?); save it uncompressed (numpy.save or numpy.savez)"
         )
-    available = _available_memory()
-    if available is not None and size > available:
-        raise InvalidValueError(f"{name}: needs {size} bytes of memory; {available} are available")
+    _check_memory(size, name)
     with archive.open(info) as stream:
-        version = _read_magic(stream, name)
-        if version == (1, 0):
-            shape, _, dtype = numpy.lib.format.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, _, dtype = numpy.lib.format.read_array_header_2_0(stream)
-        else:
-            raise InvalidValueError(f"{name}: unsupported .npy format version {version[0]}.{version[1]}")
-        claimed = math.prod(shape) * dtype.itemsize
-        held = size - stream.tell()
+        shape, dtype, header = _member_header(stream, name)
+    claimed = math.prod(shape) * dtype.itemsize
+    held = size - header
     if claimed > held:
         raise InvalidValueError(
             f"{name}: its header claims {shape} {dtype} values ({claimed} bytes) but it holds {held} bytes"
         )
     with archive.open(info) as stream:  # sizes checked: numpy reads it
-        return numpy.asarray(numpy.lib.format.read_array(stream, allow_pickle=False))
+        try:
+            return numpy.asarray(numpy.lib.format.read_array(stream, allow_pickle=False))
+        except ValueError as error:  # object arrays (pickles) are refused
+            raise InvalidValueError(f"{name}: cannot read it: {error}") from error
 
 
-def _read_magic(stream: IO[bytes], name: str) -> tuple[int, int]:
-    try:
-        major, minor = numpy.lib.format.read_magic(stream)
-    except ValueError as error:
-        raise InvalidValueError(f"{name}: not a .npy array: {error}") from error
-    return major, minor
+class _SafetensorsArchive(Archive):
+    def __init__(self, path: Path, handle: Any) -> None:
+        self.path = path
+        self._handle = handle
+        self.names = list(handle.keys())
+
+    def _code(self, name: str) -> tuple[tuple[int, ...], str]:
+        if name not in self.names:
+            raise self._missing(name)
+        part = self._handle.get_slice(name)
+        return tuple(int(extent) for extent in part.get_shape()), str(part.get_dtype())
+
+    def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:
+        shape, code = self._code(name)
+        if code not in _SAFETENSORS_DTYPES:
+            raise InvalidValueError(
+                f"{self.path}:{name} holds {code} values, which numpy has no dtype for; intquant "
+                f"reads {', '.join(_SAFETENSORS_DTYPES)}"
+            )
+        return shape, numpy.dtype(_SAFETENSORS_DTYPES[code])
+
+    def read(self, name: str) -> numpy.ndarray:
+        shape, dtype = self.header(name)
+        _check_memory(math.prod(shape) * dtype.itemsize, f"{self.path}:{name}")
+        try:
+            return numpy.asarray(self._handle.get_tensor(name))
+        except Exception as error:  # safetensors' own errors
+            raise InvalidValueError(f"{self.path}:{name}: cannot read it: {error}") from error
+
+
+def _check_memory(size: int, name: str) -> None:
+    available = _available_memory()
+    if available is not None and size > available:
+        raise InvalidValueError(f"{name}: needs {size} bytes of memory; {available} are available")
 
 
 def _available_memory() -> int | None:
@@ -175,7 +402,29 @@ def row_chunks(shape: tuple[int, ...], chunk_elements: int, row_multiple: int = 
         yield slice(start, min(rows, start + step))
 
 
-def check_output(output: Path, inputs: list[Path], force: bool) -> None:
+# -- outputs
+
+
+def output_format(path: Path, formats: Sequence[str], what: str) -> str:
+    """The lower-case extension of ``path`` after checking it is one of ``formats`` (the
+    extension says what is written: ``codes.CSV`` is CSV, ``codes.csv.npy`` is ``.npy``).
+
+    Raises
+    ------
+    InvalidValueError
+        For another extension: ``-o codes.txt`` would otherwise get contents its name belies.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in formats:
+        choices = " or ".join(formats)
+        got = f"{path.suffix!r}" if path.suffix else "no extension"
+        raise InvalidValueError(
+            f"{path}: {what} are written as {choices}; got {got}. Name the output *{formats[0]}"
+        )
+    return suffix
+
+
+def check_output(output: Path, inputs: Iterable[Path], force: bool) -> None:
     """Refuse to write over an input, or over an existing file without ``force``."""
     for source in inputs:
         if output.exists() and source.exists() and output.resolve() == source.resolve():
@@ -309,31 +558,141 @@ def write_array(
     *,
     replace: bool = False,
 ) -> None:
-    """Create the ``.npy`` file ``path`` atomically from ``chunks``: consecutive row blocks of a C-order
-    array of ``shape`` (the whole 0-d array for ``shape == ()``), cast to ``dtype`` as assignment
-    casts. Written with ordinary writes, so a full disk raises ``OSError`` (``ENOSPC``)."""
+    """Create the ``.npy`` or ``.csv`` file ``path`` (its extension, in any case, says which)
+    atomically from ``chunks``: consecutive row blocks of a C-order array of ``shape`` (the whole
+    0-d array for ``shape == ()``), cast to ``dtype`` as assignment casts. Written with ordinary
+    writes, so a full disk raises ``OSError`` (``ENOSPC``).
+
+    A CSV file holds one row of the array per line (a 1-D array one value per line), each value
+    written so that it reads back exactly; it holds at most 2 dimensions.
+    """
+    target = numpy.dtype(dtype)
+    csv = path.suffix.lower() == ".csv"
+    if csv and len(shape) > 2:
+        raise InvalidValueError(
+            f"{path}: a CSV file holds at most 2 dimensions; got an array of shape {shape}. Write it as .npy"
+        )
 
     def write(temporary: Path) -> None:
         with temporary.open("wb") as file:
-            _write_npy(file, tuple(shape), numpy.dtype(dtype), chunks)
+            (_write_csv if csv else _write_npy)(file, tuple(shape), target, chunks)
 
-    write_file(path, ".npy", write, replace=replace)
+    write_file(path, path.suffix, write, replace=replace)
 
 
 def _write_npy(file: IO[bytes], shape: tuple[int, ...], dtype: numpy.dtype, chunks: Iterable[Any]) -> None:
     """The ``.npy`` header, then each chunk's bytes, checked to add up to ``shape``."""
     header = {"descr": numpy.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape}
-    total = math.prod(shape)
     try:
         numpy.lib.format.write_array_header_1_0(file, header)
     except ValueError:  # a header longer than 64 KiB
         numpy.lib.format.write_array_header_2_0(file, header)
+    for block in _checked_blocks(shape, dtype, chunks):
+        file.write(block.reshape(-1).data.cast("B"))
+
+
+def _write_csv(file: IO[bytes], shape: tuple[int, ...], dtype: numpy.dtype, chunks: Iterable[Any]) -> None:
+    """Each chunk's rows as lines of comma-separated numbers, checked to add up to ``shape``."""
+    number = _CSV_FORMATS.get(dtype.str[1:], "%d")
+    for block in _checked_blocks(shape, dtype, chunks):
+        rows = block.reshape(-1, 1) if block.ndim < 2 else block
+        numpy.savetxt(file, rows, fmt=number, delimiter=",")
+
+
+def _checked_blocks(
+    shape: tuple[int, ...], dtype: numpy.dtype, chunks: Iterable[Any]
+) -> Iterator[numpy.ndarray]:
+    """The chunks as C-contiguous arrays of ``dtype``, checked to add up to ``shape``."""
+    total = math.prod(shape)
     written = 0
     for chunk in chunks:
         block = numpy.ascontiguousarray(numpy.asarray(chunk, dtype=dtype))
         if block.shape[1:] != shape[1:] or written + block.size > total:
             raise ValueError(f"a chunk of shape {block.shape} does not fit an array of shape {shape}")
-        file.write(block.reshape(-1).data.cast("B"))
+        yield block
         written += block.size
     if written != total:
         raise ValueError(f"wrote {written} of the {total} values of an array of shape {shape}")
+
+
+def write_archive(
+    path: Path,
+    layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
+    arrays: Iterable[numpy.ndarray],
+    *,
+    replace: bool = False,
+) -> None:
+    """Create the ``.npz`` or ``.safetensors`` file ``path`` (its extension says which) atomically:
+    ``arrays`` are the arrays of ``layout`` (name, shape, dtype), in its order, produced one at a
+    time and written as they come (only one is in memory at once).
+
+    A ``.npz`` file is what :func:`numpy.savez` writes (uncompressed members ``name.npy``); a
+    ``.safetensors`` file has the header (8 bytes of its little-endian length, then JSON: each
+    name's ``dtype``, ``shape`` and ``data_offsets``, padded with spaces to a multiple of 8 bytes)
+    and then the arrays' little-endian bytes, in the layout's order.
+    """
+    safetensors = path.suffix.lower() == ".safetensors"
+    if safetensors:
+        unsupported = [f"{name} ({dtype})" for name, _, dtype in layout if _safetensors_code(dtype) is None]
+        if unsupported:
+            raise InvalidValueError(f"{path}: safetensors cannot hold {', '.join(unsupported)}")
+
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as file:
+            (_write_safetensors if safetensors else _write_npz)(file, layout, arrays)
+
+    write_file(path, path.suffix, write, replace=replace)
+
+
+def _layout_arrays(
+    layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]], arrays: Iterable[numpy.ndarray]
+) -> Iterator[tuple[str, numpy.ndarray]]:
+    """``(name, array)`` pairs, each array checked against its layout entry."""
+    produced = iter(arrays)
+    for name, shape, dtype in layout:
+        array = next(produced, None)
+        if array is None or array.shape != tuple(shape) or array.dtype != dtype:
+            got = "nothing" if array is None else f"{array.shape} {array.dtype}"
+            raise ValueError(f"array {name!r} should be {tuple(shape)} {dtype}; got {got}")
+        yield name, array
+    if next(produced, None) is not None:
+        raise ValueError(f"more arrays than the {len(layout)} of the layout")
+
+
+def _write_npz(
+    file: IO[bytes],
+    layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
+    arrays: Iterable[numpy.ndarray],
+) -> None:
+    with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in _layout_arrays(layout, arrays):
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.ascontiguousarray(array), allow_pickle=False)
+
+
+def _safetensors_code(dtype: numpy.dtype[Any]) -> str | None:
+    """safetensors' name of ``dtype`` (in either byte order), or None when it has none."""
+    return _SAFETENSORS_NAMES.get(numpy.dtype(dtype).newbyteorder("="))
+
+
+def _write_safetensors(
+    file: IO[bytes],
+    layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
+    arrays: Iterable[numpy.ndarray],
+) -> None:
+    header: dict[str, Any] = {}
+    start = 0
+    for name, shape, dtype in layout:
+        end = start + math.prod(shape) * dtype.itemsize
+        header[name] = {
+            "dtype": _SAFETENSORS_NAMES[dtype],
+            "shape": list(shape),
+            "data_offsets": [start, end],
+        }
+        start = end
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    file.write(struct.pack("<Q", len(text)) + text)
+    for _, array in _layout_arrays(layout, arrays):
+        little = numpy.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+        file.write(little.reshape(-1).data.cast("B"))

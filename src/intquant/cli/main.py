@@ -1,46 +1,50 @@
 """The ``intquant`` command line: calibrate, quantize, dequantize and report on arrays on disk.
 
 ``.npy`` inputs are memory-mapped and processed in chunks of rows with streaming statistics, so
-files larger than memory work. Outputs are written atomically, never over an input, and replace
-an existing file only with ``--force``. Bad files or options give a one-line error on stderr and
-exit status 2. SIGINT, SIGTERM and SIGHUP remove the temporary file and leave an old output as it
-was; the command prints one line and exits with status 128 + the signal's number.
+files larger than memory work; ``.npz`` and ``.safetensors`` checkpoints are processed whole,
+array by array. Outputs are written atomically, never over an input, and replace an existing
+file only with ``--force``. Bad files or options give a one-line error on stderr, in
+command-line terms, and exit status 2 (``intquant`` alone prints the commands and exits with 2).
+SIGINT, SIGTERM and SIGHUP remove the temporary file and leave an old output as it was; the
+command prints one line and exits with status 128 + the signal's number. ``docs/cli.md``
+describes every command, option and file format.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
-import math
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-import numpy
-
-from intquant._core.codec import dumps, loads
-from intquant._core.execute import dequantize_with, quantize_with
+from intquant import __version__
 from intquant._core.extras import ROUNDING_MODES
-from intquant._core.granularity import granularity_of
-from intquant._core.plan import restricted_dequant_plan, restricted_quant_plan
-from intquant.calibration import EntropyStats, MSEStats, PercentileStats
-from intquant.cli.files import check_output, load_array, row_chunks, write_array, write_file, write_text
-from intquant.errors import IntquantError, InvalidValueError
-from intquant.metrics import QuantizationErrors
-from intquant.options import QuantizationOptions
-from intquant.quantized_array import QuantizedArray
-from intquant.quantizer import UniformQuantizer
-from intquant.statistics import MinMaxQuantizationStats, calibrate
+from intquant.cli.collect import DEFAULT_PERCENTILE, METHODS
+from intquant.cli.commands import (
+    CODE_DTYPES,
+    VALUE_DTYPES,
+    calibrate_command,
+    demo_command,
+    dequantize_command,
+    quantize_command,
+)
+from intquant.cli.messages import command_line_message
+from intquant.cli.report import report_command
+from intquant.errors import IntquantError
 
 __all__ = ["main"]
 
-METHODS = ("minmax", "percentile", "mse", "entropy")
-DEFAULT_CHUNK = 1 << 22  # elements per chunk
+DEFAULT_CHUNK = 1 << 20  # elements per chunk
 DEMO_PLOT = "intquant-demo.png"
+_INPUT_HELP = (
+    "a .npy file (memory-mapped), one array of an archive as FILE.npz:NAME or "
+    "FILE.safetensors:NAME, or a .csv file"
+)
+_CHECKPOINT_HELP = f"{_INPUT_HELP}; or a whole .npz/.safetensors checkpoint"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +53,22 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"intquant: error: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Help with each option's default shown, where it has one worth showing."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        shown = action.default not in (None, False, argparse.SUPPRESS) and not isinstance(
+            action.default, list
+        )
+        if shown and "%(default)" not in text and "default:" not in text and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
 
 
 class _Interrupted(BaseException):
@@ -73,12 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(argv: Sequence[str] | None) -> int:
-    arguments = _parser().parse_args(argv)
+    parser = _parser()
+    arguments = parser.parse_args(argv)
+    if arguments.command is None:  # as git does: the commands, and a failing status
+        parser.print_help()
+        return 2
     try:
         return int(arguments.run(arguments))
     except (IntquantError, OSError, ValueError, KeyError, MemoryError) as error:
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
-        print(f"intquant: error: {message}", file=sys.stderr)
+        print(f"intquant: error: {command_line_message(error)}", file=sys.stderr)
         return 2
 
 
@@ -118,74 +141,217 @@ def _signals_raise() -> Iterator[None]:
 
 # -- arguments
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="intquant", description="Uniform (affine) quantization of numpy arrays.")
-    commands = parser.add_subparsers(required=True, metavar="COMMAND", parser_class=_Parser)
-    input_help = "a .npy (memory-mapped), .npz (file.npz:name) or .csv file"
+    parser = _Parser(
+        prog="intquant",
+        description="Uniform (affine) quantization of numpy arrays, bit-exact with Concrete ML 1.7.",
+        epilog="Run 'intquant COMMAND -h' for a command's options; docs/cli.md describes them all.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"intquant {__version__}")
+    commands = parser.add_subparsers(
+        dest="command", metavar="COMMAND", title="commands", parser_class=_Parser
+    )
 
-    calibrate = commands.add_parser("calibrate", help="compute a quantizer from data and write it as JSON")
-    calibrate.add_argument("input", help=input_help)
-    calibrate.add_argument("-o", "--output", type=Path, required=True, help="the quantizer JSON to write")
+    def command(name: str, summary: str, description: str) -> argparse.ArgumentParser:
+        return commands.add_parser(
+            name, help=summary, description=description, formatter_class=_HelpFormatter
+        )
+
+    calibrate = command(
+        "calibrate",
+        "compute a quantizer from data and write it as JSON",
+        "Compute a quantizer from data and write it as JSON: one quantizer for an array, or one\n"
+        "per array (a JSON object of name -> quantizer) for a whole checkpoint.",
+    )
+    calibrate.add_argument("input", help=_CHECKPOINT_HELP)
+    calibrate.add_argument(
+        "-o", "--output", type=Path, required=True, metavar="FILE", help="the quantizer JSON to write (.json)"
+    )
+    calibrate.add_argument("--n-bits", type=_n_bits, default=8, metavar="N", help="bits per code, 1 to 32")
     _add_options(calibrate)
     calibrate.add_argument("--method", choices=METHODS, default="minmax", help="how to choose the range")
-    calibrate.add_argument("--percentile", type=float, default=99.99, help="for --method percentile")
-    calibrate.set_defaults(run=_calibrate)
+    calibrate.add_argument(
+        "--percentile",
+        type=_percentile,
+        metavar="P",
+        help=f"for --method percentile: clip at the (100-P)th and Pth percentiles "
+        f"(default: {DEFAULT_PERCENTILE})",
+    )
+    calibrate.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="checkpoints: leave out the arrays whose names match (repeatable; e.g. '*bias')",
+    )
+    _add_common(calibrate)
+    calibrate.set_defaults(run=calibrate_command)
 
-    for name, run, what in (
-        ("quantize", _quantize, "integer codes"),
-        ("dequantize", _dequantize, "float values"),
-    ):
-        command = commands.add_parser(name, help=f"apply a quantizer JSON to an array; write {what} as .npy")
-        command.add_argument("input", help=input_help)
-        command.add_argument("quantizer", type=Path, help="a quantizer JSON written by 'intquant calibrate'")
-        command.add_argument("-o", "--output", type=Path, required=True, help="the .npy file to write")
-        _add_common(command)
-        command.set_defaults(run=run)
+    quantize = command(
+        "quantize",
+        "apply a quantizer JSON to an array or checkpoint: integer codes",
+        "Quantize an array (or every array of a checkpoint that has a quantizer; the others are\n"
+        "copied) with a quantizer JSON written by 'intquant calibrate'.",
+    )
+    quantize.add_argument("input", help=_CHECKPOINT_HELP)
+    quantize.add_argument("quantizer", type=Path, help="a quantizer JSON written by 'intquant calibrate'")
+    quantize.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="codes to write: .npy or .csv; .npz or .safetensors for a checkpoint",
+    )
+    quantize.add_argument(
+        "--dtype",
+        choices=CODE_DTYPES,
+        default="smallest",
+        help="the codes' dtype; smallest: the smallest integer type that holds the quantizer's clipping "
+        "range (int64 when it does not clip)",
+    )
+    quantize.add_argument(
+        "--seed", type=_seed, metavar="N", help="seed of stochastic rounding (the same seed, the same codes)"
+    )
+    _add_common(quantize)
+    quantize.set_defaults(run=quantize_command)
 
-    report = commands.add_parser("report", help="quantization error per bit width and method")
-    report.add_argument("input", help=input_help)
+    dequantize = command(
+        "dequantize",
+        "apply a quantizer JSON to codes: values back",
+        "Dequantize codes (an array, or every array of a checkpoint that has a quantizer; the\n"
+        "others are copied) with the quantizer JSON they were quantized with.",
+    )
+    dequantize.add_argument("input", help=_CHECKPOINT_HELP)
+    dequantize.add_argument("quantizer", type=Path, help="the quantizer JSON the codes were quantized with")
+    dequantize.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="FILE",
+        help="values to write: .npy or .csv; .npz or .safetensors for a checkpoint",
+    )
+    dequantize.add_argument(
+        "--dtype",
+        choices=VALUE_DTYPES,
+        help="the restored values' dtype (default: the float dtype of the data the quantizer was "
+        "calibrated on, which 'intquant calibrate' records as the dtype of the quantizer's "
+        "rmin/rmax; float64 when that is not a float)",
+    )
+    _add_common(dequantize)
+    dequantize.set_defaults(run=dequantize_command)
+
+    report = command(
+        "report",
+        "quantization error per bit width and calibration method",
+        "Quantization error (MSE, SQNR, max error) of every calibration method at every bit\n"
+        "width, from two passes over the data.",
+    )
+    report.add_argument("input", help=_INPUT_HELP)
     report.add_argument(
-        "--bits", type=_bit_widths, default=tuple(range(2, 9)), help="e.g. 2-8 or 2,4,8 (default 2-8)"
+        "--bits", type=_bit_widths, default="2-8", metavar="WIDTHS", help="bit widths, e.g. 2-8 or 2,4,8"
     )
     report.add_argument(
         "--method",
         type=_methods,
-        default=("minmax",),
-        help=f"comma-separated, of {','.join(METHODS)} (default minmax)",
+        default="minmax",
+        metavar="METHODS",
+        help=f"comma-separated, of {','.join(METHODS)}",
     )
-    report.add_argument("--percentile", type=float, default=99.99, help="for the percentile method")
-    report.add_argument("--signed", action="store_true", help="signed codes")
-    report.add_argument("--symmetric", action="store_true", help="symmetric range (implies --signed)")
-    report.add_argument("--plot", type=Path, help="draw SQNR against bits per method into this PNG")
+    report.add_argument(
+        "--percentile",
+        type=_percentile,
+        metavar="P",
+        help=f"for the percentile method: clip at the (100-P)th and Pth percentiles "
+        f"(default: {DEFAULT_PERCENTILE})",
+    )
+    _add_options(report)
+    report.add_argument(
+        "--plot",
+        type=Path,
+        metavar="IMAGE",
+        help="draw SQNR against bits per method into this image (.png, .svg, .pdf, ...)",
+    )
     report.add_argument("--json", action="store_true", help="print the table as JSON")
     _add_common(report)
-    report.set_defaults(run=_report)
+    report.set_defaults(run=report_command)
 
-    demo = commands.add_parser(
-        "demo", help="quantize a logistic-regression digit classifier and run it on integers only"
+    demo = command(
+        "demo",
+        "quantize a digit classifier and run it on integers only",
+        "Train scikit-learn's logistic regression on its bundled digits, quantize it to 2-8 bits\n"
+        "and run integer-only inference; print the accuracies and plot them.",
     )
     demo.add_argument(
-        "--plot", type=Path, default=Path(DEMO_PLOT), help=f"accuracy plot (default ./{DEMO_PLOT})"
+        "--plot",
+        type=Path,
+        default=Path(DEMO_PLOT),
+        metavar="IMAGE",
+        help="the accuracy plot to write (.png)",
     )
+    demo.add_argument("--force", action="store_true", help="replace an existing plot")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")
-    demo.set_defaults(run=_demo)
+    demo.set_defaults(run=demo_command)
     return parser
 
 
 def _add_common(command: argparse.ArgumentParser) -> None:
     command.add_argument("--force", action="store_true", help="replace an existing output file")
     command.add_argument("--quiet", action="store_true", help="no progress bar")
-    command.add_argument("--chunk-size", type=_positive, default=DEFAULT_CHUNK, help="elements per chunk")
+    command.add_argument(
+        "--chunk-size", type=_positive, default=DEFAULT_CHUNK, metavar="N", help="elements per chunk"
+    )
 
 
 def _add_options(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--n-bits", type=int, default=8, help="bits per code, 1 to 32 (default 8)")
     command.add_argument("--signed", action="store_true", help="signed codes (offset 2**(n-1))")
     command.add_argument("--symmetric", action="store_true", help="symmetric range (implies --signed)")
     command.add_argument("--narrow", action="store_true", help="narrow range: no code -2**(n-1)")
-    command.add_argument("--axis", type=int, help="one scale per index along this axis")
-    command.add_argument("--block-size", type=_block, help="one scale per block, e.g. 1,32")
-    command.add_argument("--rounding", choices=ROUNDING_MODES, default="half_even")
-    _add_common(command)
+    granularity = command.add_mutually_exclusive_group()
+    granularity.add_argument(
+        "--axis", type=int, metavar="AXIS", help="one scale per index along this axis (per channel)"
+    )
+    granularity.add_argument(
+        "--block-size", type=_block, metavar="EXTENTS", help="one scale per block of these extents, e.g. 1,32"
+    )
+    command.add_argument(
+        "--rounding", choices=ROUNDING_MODES, default="half_even", help="how codes are rounded"
+    )
+    command.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="seed of --rounding stochastic (the same seed, the same codes)",
+    )
+    command.add_argument("--zero-in-range", action="store_true", help="widen the range to include 0")
+    command.add_argument(
+        "--power-of-two-scale", action="store_true", help="round the scale up to a power of two"
+    )
+
+
+def _n_bits(text: str) -> int:
+    try:
+        n_bits = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of bits from 1 to 32; got {text!r}"
+        ) from None
+    if not 1 <= n_bits <= 32:
+        raise argparse.ArgumentTypeError(f"bits must be 1 to 32; got {n_bits}")
+    return n_bits
+
+
+def _percentile(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 50 < value <= 100:  # NaN fails too
+        raise argparse.ArgumentTypeError(
+            f"expected a share of values in (50, 100], such as 99.99; got {text!r}"
+        )
+    return value
 
 
 def _bit_widths(text: str) -> tuple[int, ...]:
@@ -201,11 +367,11 @@ def _bit_widths(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected bit widths such as 2-8 or 2,4,8; got {text!r}") from None
     if not bits or any(not 1 <= n <= 32 for n in bits):
         raise argparse.ArgumentTypeError(f"bit widths must be 1 to 32; got {text!r}")
-    return bits
+    return tuple(dict.fromkeys(bits))
 
 
 def _methods(text: str) -> tuple[str, ...]:
-    methods = tuple(text.split(","))
+    methods = tuple(dict.fromkeys(text.split(",")))
     unknown = [method for method in methods if method not in METHODS]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown method {unknown[0]!r}; choose from {', '.join(METHODS)}")
@@ -214,242 +380,28 @@ def _methods(text: str) -> tuple[str, ...]:
 
 def _block(text: str) -> tuple[int, ...]:
     try:
-        return tuple(int(part) for part in text.split(","))
+        extents = tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected extents such as 1,32; got {text!r}") from None
+    if any(extent < 1 for extent in extents):
+        raise argparse.ArgumentTypeError(f"extents must be at least 1; got {text!r}")
+    return extents
+
+
+def _seed(text: str) -> int:
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number 0 or more; got {text!r}")
+    return seed
 
 
 def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number; got {text!r}")
     return int(text)
-
-
-# -- commands
-def _options(arguments: argparse.Namespace, n_bits: int | None = None) -> QuantizationOptions:
-    options = QuantizationOptions(
-        n_bits if n_bits is not None else arguments.n_bits,
-        is_signed=bool(arguments.signed or arguments.symmetric),
-        is_symmetric=bool(arguments.symmetric),
-        **{
-            name: getattr(arguments, name)
-            for name in ("rounding", "axis", "block_size")
-            if getattr(arguments, name, None) is not None
-        },
-    )
-    options.is_narrow = bool(getattr(arguments, "narrow", False))
-    return options
-
-
-def _calibrate(arguments: argparse.Namespace) -> int:
-    output = arguments.output
-    check_output(output, [_input_path(arguments.input)], arguments.force)
-    options = _options(arguments)
-    values = load_array(arguments.input)
-    stats = _collect(values, arguments.method, arguments.percentile, options, arguments)
-    quantizer = UniformQuantizer(options, stats)
-    quantizer.compute_quantization_parameters(options, stats)
-    write_text(output, dumps(quantizer), replace=arguments.force)
-    print(
-        f"wrote a {options.n_bits}-bit {arguments.method} quantizer for {values.shape} {values.dtype} values"
-    )
-    print(f"to {output}")
-    return 0
-
-
-def _collect(
-    values: numpy.ndarray, method: str, percentile: float, options: Any, arguments: argparse.Namespace
-) -> Any:
-    """Statistics of ``values``, streamed over chunks of rows."""
-    grouped = options.axis is not None or options.block_size is not None
-    if method != "minmax":
-        if grouped:
-            raise InvalidValueError(
-                f"--method {method} calibrates whole tensors; use --method minmax with --axis/--block-size"
-            )
-        factories: dict[str, Callable[[], Any]] = {
-            "percentile": lambda: PercentileStats(percentile),
-            "mse": MSEStats,
-            "entropy": EntropyStats,
-        }
-        stats: Any = factories[method]()
-        for chunk in _chunks(values, arguments):
-            stats.update(chunk)
-        return stats
-    stats = MinMaxQuantizationStats()
-    if not grouped or values.ndim == 0:
-        for chunk in _chunks(values, arguments):
-            stats.update(chunk)
-        return stats
-    extent = granularity_of(options.axis, options.block_size).extent(values.shape)
-    if extent[0] == values.shape[0]:  # every block spans all rows: merge chunk grids
-        for chunk in _chunks(values, arguments, extent[0]):
-            stats.update(chunk, axis=options.axis, block_size=options.block_size)
-        return stats
-    parts = []  # blocks split the rows: each chunk holds whole blocks; stack their grids
-    for chunk in _chunks(values, arguments, extent[0]):
-        parts.append(calibrate(numpy.asarray(chunk), options.axis, options.block_size))
-    stats.rmin = numpy.concatenate([part[0] for part in parts])
-    stats.rmax = numpy.concatenate([part[1] for part in parts])
-    stats.uvalues = [uniques for part in parts for uniques in part[2]]
-    return stats
-
-
-def _chunks(
-    values: numpy.ndarray, arguments: argparse.Namespace, row_multiple: int = 1
-) -> Iterator[numpy.ndarray]:
-    """Chunks of rows of ``values`` (in memory), with a progress bar for long work."""
-    if values.ndim == 0:
-        yield numpy.asarray(values)
-        return
-    slices = list(row_chunks(values.shape, arguments.chunk_size, row_multiple))
-    for part in _progress(slices, arguments):
-        yield numpy.asarray(values[part])
-
-
-def _progress(items: list[Any], arguments: argparse.Namespace) -> Any:
-    """``items`` wrapped in a tqdm bar on stderr, shown after a second of work, only on a terminal."""
-    if arguments.quiet or not sys.stderr.isatty():
-        return items
-    try:
-        from tqdm import tqdm  # type: ignore[import-untyped]
-    except ImportError:  # the progress bar is optional (pip install "intquant[cli]")
-        return items
-    return tqdm(items, delay=1.0, file=sys.stderr, unit="chunk", leave=False)
-
-
-def _load_quantizer(path: Path) -> UniformQuantizer:
-    if not path.is_file():
-        raise InvalidValueError(f"no such quantizer file: {path}")
-    loaded = loads(path.read_bytes())
-    if isinstance(loaded, QuantizedArray):
-        loaded = loaded.quantizer
-    if not isinstance(loaded, UniformQuantizer):
-        raise InvalidValueError(f"{path} holds a {type(loaded).__name__}, not a quantizer")
-    return loaded
-
-
-def _apply(arguments: argparse.Namespace, quantize: bool) -> int:
-    """Quantize or dequantize an array on disk in chunks of rows: the whole array's plan (which
-    checks the array against the quantizer's block grid) restricted to each chunk."""
-    output = arguments.output
-    check_output(output, [_input_path(arguments.input), arguments.quantizer], arguments.force)
-    quantizer = _load_quantizer(arguments.quantizer)
-    values = load_array(arguments.input)
-    plan: Any = (quantizer.quant_plan if quantize else quantizer.dequant_plan)(values.dtype, values.shape)
-    restrict: Any = restricted_quant_plan if quantize else restricted_dequant_plan
-    rng = quantizer.rng
-    dtype = numpy.dtype(numpy.int64 if quantize else numpy.float64)
-
-    def run(part_plan: Any, chunk: numpy.ndarray) -> Any:  # in the output's dtype, in one pass
-        if quantize:
-            return quantize_with(part_plan, chunk, rng, dtype=dtype)
-        return dequantize_with(part_plan, chunk, dtype)
-
-    layout = plan.layout
-    row_multiple = layout.extent[0] if layout is not None and layout.grid and layout.grid[0] > 1 else 1
-
-    def fill() -> Iterator[numpy.ndarray]:  # the output's rows in order, written as they come
-        if values.ndim == 0:
-            yield run(plan, numpy.asarray(values))
-            return
-        rest = (slice(None),) * (values.ndim - 1)
-        for part in _progress(list(row_chunks(values.shape, arguments.chunk_size, row_multiple)), arguments):
-            yield run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
-
-    write_array(output, values.shape, dtype, fill(), replace=arguments.force)
-    print(f"wrote {values.shape} {dtype} to {output}")
-    return 0
-
-
-def _quantize(arguments: argparse.Namespace) -> int:
-    return _apply(arguments, quantize=True)
-
-
-def _dequantize(arguments: argparse.Namespace) -> int:
-    return _apply(arguments, quantize=False)
-
-
-def _report(arguments: argparse.Namespace) -> int:
-    if arguments.plot is not None:
-        check_output(arguments.plot, [_input_path(arguments.input)], arguments.force)
-    values = load_array(arguments.input)
-    rows = []
-    for method in arguments.method:
-        signed = bool(arguments.signed or arguments.symmetric)
-        base = argparse.Namespace(signed=signed, symmetric=arguments.symmetric, n_bits=8)
-        stats = _collect(values, method, arguments.percentile, _options(base), arguments)
-        for n_bits in arguments.bits:
-            if n_bits == 1 and arguments.symmetric:
-                continue  # 1-bit symmetric quantization has no positive level
-            options = _options(base, n_bits)
-            quantizer = UniformQuantizer(options, stats)
-            quantizer.compute_quantization_parameters(options, stats)
-            rows.append({"method": method, "n_bits": n_bits, **_errors(values, quantizer, arguments)})
-    if arguments.json:
-        print(json.dumps([{key: _json_number(value) for key, value in row.items()} for row in rows]))
-    else:
-        print(f"{'method':<11}{'bits':>5}{'MSE':>13}{'SQNR dB':>10}{'max error':>12}")
-        for row in rows:
-            print(
-                f"{row['method']:<11}{row['n_bits']:>5}{row['mse']:>13.4e}{row['sqnr_db']:>10.2f}{row['max_abs_error']:>12.4g}"
-            )
-    if arguments.plot is not None:
-        _plot(rows, arguments.plot, replace=arguments.force)
-    return 0
-
-
-def _errors(
-    values: numpy.ndarray, quantizer: UniformQuantizer, arguments: argparse.Namespace
-) -> dict[str, float]:
-    """MSE, SQNR (dB) and max error of dequant(quant(values)), accumulated over chunks."""
-    errors = QuantizationErrors()
-    for chunk in _chunks(values, argparse.Namespace(quiet=True, chunk_size=arguments.chunk_size)):
-        errors.add(chunk, quantizer.dequant(quantizer.quant(chunk)))
-    return errors.result()
-
-
-def _json_number(value: Any) -> Any:
-    return None if isinstance(value, float) and not math.isfinite(value) else value
-
-
-def _plot(rows: list[dict[str, Any]], path: Path, *, replace: bool) -> None:
-    try:
-        from matplotlib.backends.backend_agg import FigureCanvasAgg
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise InvalidValueError('--plot needs matplotlib: pip install "intquant[demo]"') from None
-    figure = Figure(figsize=(6, 4))
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    for method in dict.fromkeys(row["method"] for row in rows):
-        points = [
-            (row["n_bits"], row["sqnr_db"])
-            for row in rows
-            if row["method"] == method and math.isfinite(row["sqnr_db"])
-        ]
-        axes.plot([bits for bits, _ in points], [sqnr for _, sqnr in points], marker="o", label=method)
-    axes.set_xlabel("bits")
-    axes.set_ylabel("SQNR (dB)")
-    axes.set_title("Quantization error against bit width")
-    axes.grid(True, alpha=0.3)
-    axes.legend()
-    write_file(
-        path, ".png", lambda temporary: figure.savefig(temporary, format="png", dpi=100), replace=replace
-    )
-    print(f"wrote {path}")
-
-
-def _demo(arguments: argparse.Namespace) -> int:
-    from intquant.demo import run_demo
-
-    run_demo(arguments.plot, show_progress=not arguments.quiet and sys.stderr.isatty())
-    return 0
-
-
-def _input_path(spec: str) -> Path:
-    path_text, _, member = spec.partition(".npz:")
-    return Path(path_text + ".npz") if member else Path(spec)
 
 
 if __name__ == "__main__":  # pragma: no cover
