@@ -66,9 +66,12 @@ docs: $(VENV)/.installed
 # wheel is downloaded from PyPI into the temp dir, never installed). `make bench PEERS=--quick`
 # runs a subset of the peers in about a minute.
 PEERS ?=
+QAT ?=
 bench: $(VENV)/.installed $(OLDEST_VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench.py
 	$(VENV)/bin/python benchmarks/peers.py --sections 2,3 $(PEERS)
+	$(VENV)/bin/python benchmarks/calibration_peers.py $(filter --quick,$(PEERS))
+	$(VENV)/bin/python benchmarks/torch_qat.py $(QAT)
 	$(OLDEST_VENV)/bin/python benchmarks/peers.py $(PEERS)
 
 clean:

@@ -21,7 +21,7 @@ import numpy
 import pytest
 
 import intquant
-from intquant._core.extras import needs_intquant_tag, statistics_need_intquant_tag
+from intquant._core.extras import EXTRA_OPTIONS, needs_intquant_tag, statistics_need_intquant_tag
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORD = ROOT / "tests" / "data" / "concrete_ml_interchange.json"
@@ -127,7 +127,7 @@ def test_the_cases_cover_what_intquant_writes() -> None:
         assert (kind, "seed") in kinds and (kind, "extra") in kinds
     assert ("calibration", "calibration") in kinds and ("quantizer", "cli") in kinds
     extras = {name for case in CASES.values() for name in case.recipe.get("extras", {})}
-    assert extras == {"rounding", "seed", "axis", "block_size", "zero_in_range", "power_of_two_scale"}
+    assert extras == set(EXTRA_OPTIONS)
     if ic.v1_9_available():
         assert any(case.group == "v1_9" for case in CASES.values())
 

@@ -211,7 +211,7 @@ def test_updates_from_many_threads_lose_no_batch(make: object) -> None:
         assert int(state["counts"].sum()) + int(state.get("zeros", 0)) == 800
 
 
-def test_a_failed_stochastic_quant_leaves_the_random_stream_untouched() -> None:
+def test_failed_stochastic_quants_leave_the_codes_of_the_next_call_unchanged() -> None:
     values = numpy.linspace(-1, 1, 50)
     quantizer = QuantizedArray(4, values, rounding="stochastic", seed=7).quantizer
     twin = copy.deepcopy(quantizer)

@@ -9,11 +9,17 @@ from typing import Any
 
 import numpy
 import pytest
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 torch = pytest.importorskip("torch")
 
+import intquant  # noqa: E402
 from intquant import (  # noqa: E402
+    MinMaxQuantizationStats,
     QuantizationOptions,
+    QuantizedArray,
     UniformQuantizationParameters,
     UniformQuantizer,
 )
@@ -21,11 +27,24 @@ from intquant._numba import dispatch as _compiled  # noqa: E402
 from intquant.errors import (  # noqa: E402
     IntquantError,
     InvalidDtypeError,
+    InvalidOptionsError,
     InvalidTypeError,
     InvalidValueError,
     MissingParameterError,
 )
-from intquant.torch import TorchUnavailableError, TorchUniformQuantizer, fake_quant  # noqa: E402
+from intquant.torch import (  # noqa: E402
+    FakeQuantize,
+    MinMaxObserver,
+    TorchUnavailableError,
+    TorchUniformQuantizer,
+    disable_fake_quant,
+    disable_observer,
+    enable_fake_quant,
+    enable_observer,
+    fake_quant,
+)
+from intquant.torch.kernels import dtype_pairs, rounded_codes  # noqa: E402
+from tests.strategies import quantizer_cases  # noqa: E402
 
 FLOATS = (numpy.float16, numpy.float32, numpy.float64)
 
@@ -435,7 +454,7 @@ def test_errors() -> None:
     quantizer.scale = numpy.array([1.0], dtype=numpy.float32)
     with pytest.raises(InvalidDtypeError, match="float or a float64 array"):
         torch_quantizer.dequant(torch.tensor([1]))
-    with pytest.raises(InvalidTypeError, match=r"needs float16, float32 or float64 values; got torch\.int64"):
+    with pytest.raises(InvalidTypeError, match=r"float16, float32 or float64 tensor .*; got torch\.int64"):
         fake_quant(torch.tensor([1]), _quantizer(numpy.array([0.0, 1.0]), 4))
 
 
@@ -546,3 +565,458 @@ def test_quantization_aware_training_fits_y_equals_2x() -> None:
     step = float(quantizer.quantizer.scale)
     assert losses[-1] < losses[0] / 100
     assert abs(float(fake_quant(weight, quantizer).detach()) - 2.0) <= step  # one of the two nearest codes
+
+
+def test_fake_quant_propagates_nan_without_reading_values_back() -> None:
+    quantizer = _quantizer(numpy.array([0.0, 1.0]), 8)
+    values = torch.tensor([0.5, float("nan"), 2.0], requires_grad=True)
+    restored = fake_quant(values, quantizer)
+    finite = numpy.array([0.5, 2.0], dtype=numpy.float32)
+    assert torch.isnan(restored[1])
+    _assert_same(restored.detach()[[0, 2]], quantizer.dequant(quantizer.quant(finite)).astype(numpy.float32))
+    (gradient,) = torch.autograd.grad(restored.nansum(), values)
+    assert gradient.tolist() == [1.0, 0.0, 0.0]  # NaN lies outside the representable range
+    # With stochastic rounding the numpy path computes it, and refuses NaN as quant does.
+    stochastic = _quantizer(numpy.array([0.0, 1.0]), 8, rounding="stochastic", seed=1)
+    with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
+        fake_quant(values, stochastic)
+
+
+@given(quantizer_cases())
+@settings(max_examples=100)
+def test_fake_quant_matches_numpy_on_drawn_quantizers(case: tuple[UniformQuantizer, numpy.ndarray]) -> None:
+    quantizer, values = case
+    assume(values.dtype.kind == "f")
+    tensor = torch.from_numpy(values.copy())
+    try:
+        with numpy.errstate(over="ignore"):  # float16 values beyond its range: infinities
+            expected = quantizer.dequant(quantizer.quant(values)).astype(values.dtype)
+    except IntquantError as error:  # an integer scale, which dequant refuses
+        with pytest.raises(type(error), match="float or a float64 array to dequantize"):
+            fake_quant(tensor, quantizer)
+        return
+    _assert_same(fake_quant(tensor, quantizer), expected)
+
+
+# -- the observer and FakeQuantize: parameters, codes and values as intquant's
+
+MODULE_DTYPES = (numpy.float16, numpy.float32, numpy.float64)
+MODULE_ROUNDINGS = ("half_even", "half_up", "floor", "ceil")
+
+
+@st.composite
+def _module_options(draw: st.DrawFn, rank: int) -> dict[str, Any]:
+    n_bits = draw(st.integers(1, 24))
+    is_signed = draw(st.booleans())
+    is_symmetric = is_signed and n_bits > 1 and draw(st.booleans())
+    return {
+        "n_bits": n_bits,
+        "is_signed": is_signed,
+        "is_symmetric": is_symmetric,
+        "is_narrow": draw(st.booleans()),
+        "rounding": draw(st.sampled_from(MODULE_ROUNDINGS)),
+        "axis": draw(st.sampled_from([None, *range(-rank, rank)])),
+        "zero_in_range": draw(st.booleans()),
+        "power_of_two_scale": draw(st.booleans()),
+    }
+
+
+@st.composite
+def _batches(draw: st.DrawFn, count: int = 1) -> tuple[list[numpy.ndarray], dict[str, Any]]:
+    """``count`` float arrays of one dtype and shape, around a drawn center with a drawn spread
+    (a spread of 0: a single value; far centers: zero points beyond 65535), and module options."""
+    dtype = numpy.dtype(draw(st.sampled_from(MODULE_DTYPES)))
+    shape = draw(st.sampled_from([(7,), (3, 5), (2, 3, 4)]))
+    centers = [0.0, 0.5, -3.0, 1000.0, -700.0] + ([] if dtype == numpy.float16 else [1e5, -3e7])
+    batches = []
+    for _ in range(count):
+        center = draw(st.sampled_from(centers))
+        spread = draw(st.sampled_from([0.0, 1e-7, 1e-3, 1.0, 30.0, 2000.0]))
+        base = draw(hnp.arrays(numpy.float64, shape, elements=st.floats(-1.0, 1.0)))
+        batches.append((center + spread * base).astype(dtype))
+    return batches, draw(_module_options(len(shape)))
+
+
+def _intquant_quantizer(batches: list[numpy.ndarray], options: dict[str, Any]) -> UniformQuantizer:
+    """intquant's own quantizer calibrated (``update``) on the batches with the same options."""
+    extra = {name: options[name] for name in ("rounding", "axis", "zero_in_range", "power_of_two_scale")}
+    quant_options = QuantizationOptions(
+        options["n_bits"], options["is_signed"], options["is_symmetric"], **extra
+    )
+    quant_options.is_narrow = options["is_narrow"]
+    stats = MinMaxQuantizationStats()
+    for batch in batches:
+        stats.update(batch, axis=options["axis"])
+    quantizer = UniformQuantizer(quant_options, stats)
+    quantizer.compute_quantization_parameters(quantizer.quant_options, quantizer.quant_stats)
+    return quantizer
+
+
+def _assert_module_matches(batches: list[numpy.ndarray], options: dict[str, Any]) -> None:
+    """A FakeQuantize observing the batches: its parameters (values and types), codes and
+    fake-quantized values are intquant's; or both refuse the statistics."""
+    module = FakeQuantize(**options)
+    try:
+        quantizer = _intquant_quantizer(batches, options)
+    except IntquantError as error:  # e.g. a scale that would not be finite
+        with pytest.raises(InvalidValueError, match="not finite"):
+            for batch in batches:
+                module(torch.from_numpy(batch.copy()))
+        assert "not finite" in str(error)
+        return
+    for batch in batches:
+        restored = module(torch.from_numpy(batch.copy()))
+    last = batches[-1]
+    try:
+        codes = quantizer.quant(last)
+    except InvalidValueError as error:  # 0 / 0 where the scale underflows to 0 in float16
+        assert "cannot quantize NaN" in str(error)
+        assert torch.isnan(restored).any()  # NaN where numpy refuses
+        with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
+            module.quant(torch.from_numpy(last.copy()))
+    else:
+        _assert_same(restored, quantizer.dequant(codes).astype(last.dtype))
+        _assert_same(module.quant(torch.from_numpy(last.copy())), codes)
+    exported = module.to_quantizer()
+    assert intquant.dumps(exported.quant_params) == intquant.dumps(quantizer.quant_params)
+    assert exported.quant_options == quantizer.quant_options
+    assert numpy.array_equal(exported.rmin, quantizer.rmin) and exported.rmin.dtype == last.dtype
+    assert numpy.array_equal(exported.rmax, quantizer.rmax)
+    assert exported.quant_params == quantizer.quant_params
+
+
+@given(_batches())
+@settings(max_examples=200)
+def test_module_matches_intquant_on_one_tensor(case: tuple[list[numpy.ndarray], dict[str, Any]]) -> None:
+    _assert_module_matches(*case)
+
+
+@given(_batches(count=3))
+@settings(max_examples=60)
+def test_module_matches_intquant_updated_on_several_tensors(
+    case: tuple[list[numpy.ndarray], dict[str, Any]],
+) -> None:
+    _assert_module_matches(*case)
+
+
+def test_module_on_paper() -> None:
+    module = FakeQuantize(4, is_signed=True)  # [-8, 7]
+    restored = module(torch.tensor([-1.0, 0.0, 0.5, 2.0]))
+    # scale 3 / 15 = 0.2, zero point round((2 * -8 - (-1) * 7) / 3) = round(-3) = -3
+    assert module.scale.tolist() == [0.2] and module.zero_point.tolist() == [-3]
+    # 0.5 / 0.2 - 3 = -0.5 rounds half to even: 0; 0.2 * (0 + 3) in float64, as float32
+    assert restored.tolist() == [-1.0, 0.0, numpy.float32(0.6000000000000001).item(), 2.0]
+    assert module.quant(torch.tensor([-1.0, 0.5, 9.0])).tolist() == [-8, 0, 7]
+    assert module.dequant(torch.tensor([-8, 0, 7])).tolist() == [-1.0, 0.6000000000000001, 2.0]
+
+
+def test_kernel_dtype_selection_on_the_device_matches_numpy() -> None:
+    # Per-channel scales and zero points that need every pair of dtypes numpy 1.24 can pick for
+    # float16 values (division in float16/32/64, addition wider), computed at once and selected
+    # per channel; and the same pairs read back on the host.
+    scale = numpy.array([0.5, 0.5, 0.5, 70000.0, 70000.0, 1e39])
+    zero_point = numpy.array([3, 300, 70000, 300, 70000, 70000])
+    options = QuantizationOptions(32, axis=1)
+    quantizer = UniformQuantizer(
+        options, None, UniformQuantizationParameters(scale.reshape(1, 6), zero_point.reshape(1, 6), 0)
+    )
+    rng = numpy.random.default_rng(3)
+    for dtype in MODULE_DTYPES:
+        values = (rng.normal(size=(40, 6)) * 3000.0).astype(dtype)
+        expected = quantizer.quant(values)
+        scale_tensor, zero_tensor = (
+            torch.from_numpy(scale).reshape(1, 6),
+            torch.from_numpy(zero_point).reshape(1, 6),
+        )
+        tensor = torch.from_numpy(values)
+        for pairs in (None, dtype_pairs(tensor.dtype, (0.5, 1e39), (3, 70000))):
+            codes = rounded_codes(tensor, scale_tensor, zero_tensor, "half_even", pairs)
+            _assert_same(torch.clamp(codes, 0, 2**32 - 1).to(torch.int64), expected)
+        if dtype == numpy.float16:
+            assert len(dtype_pairs(tensor.dtype, (0.5, 1e39), (3, 70000))) == 6
+
+
+def test_module_gradient_is_torchs_clipped_straight_through() -> None:
+    module = FakeQuantize(2)  # codes 0..3
+    module(torch.tensor([0.0, 3.0]))  # scale 1, zero point 0
+    module.disable_observer()
+    values = torch.tensor([-0.6, -0.4, 0.0, 1.7, 3.0, 3.4, 3.6, float("nan")], requires_grad=True)
+    restored = module(values)
+    assert restored[:7].tolist() == [0.0, 0.0, 0.0, 2.0, 3.0, 3.0, 3.0] and torch.isnan(restored[7])
+    (gradient,) = torch.autograd.grad(restored[:7].sum(), values)
+    # 1 where round(x / scale + zero_point) lies in [0, 3] (-0.4 and 3.4 round into it)
+    assert gradient.tolist() == [0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0]
+    # fake_quant compares the values with the representable range [0, 3] instead.
+    (other,) = torch.autograd.grad(fake_quant(values, module.to_quantizer())[:7].sum(), values)
+    assert other.tolist() == [0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]
+
+
+def test_moving_average_statistics() -> None:
+    observer = MinMaxObserver(8, averaging_constant=0.25)
+    for values in ([0.0, 2.0], [4.0, 10.0], [-4.0, 2.0]):
+        observer(torch.tensor(values, dtype=torch.float64))
+    # min: 0, 0 + 0.25 * 4 = 1, 1 + 0.25 * -5 = -0.25; max: 2, 4, 4 + 0.25 * -2 = 3.5
+    assert observer.min_val.tolist() == [-0.25] and observer.max_val.tolist() == [3.5]
+    scale, zero_point, offset, valid = observer.calculate_qparams()
+    expected = _intquant_quantizer_from_range(-0.25, 3.5, 8)
+    assert scale.tolist() == [float(expected.scale)] and zero_point.tolist() == [int(expected.zero_point)]
+    assert offset.tolist() == [0] and valid.tolist() == [True]
+    per_channel = MinMaxObserver(8, axis=0, averaging_constant=0.5)
+    per_channel(torch.tensor([[0.0, 1.0], [5.0, 7.0]]))
+    per_channel(torch.tensor([[2.0, 3.0], [1.0, 9.0]]))
+    assert per_channel.min_val.tolist() == [1.0, 3.0] and per_channel.max_val.tolist() == [2.0, 8.0]
+
+
+def _intquant_quantizer_from_range(rmin: float, rmax: float, n_bits: int) -> UniformQuantizer:
+    stats = MinMaxQuantizationStats(rmax=numpy.float64(rmax), rmin=numpy.float64(rmin))
+    quantizer = UniformQuantizer(QuantizationOptions(n_bits), stats)
+    quantizer.compute_quantization_parameters(quantizer.quant_options, quantizer.quant_stats)
+    return quantizer
+
+
+def test_statistics_take_the_widest_dtype_observed() -> None:
+    observer = MinMaxObserver(8)
+    observer(torch.tensor([0.1, 0.7], dtype=torch.float16))
+    assert observer.statistics_dtype == torch.float16
+    observer(torch.tensor([0.3, 0.9], dtype=torch.float32))
+    assert observer.statistics_dtype == torch.float32
+    stats = observer.to_statistics()
+    assert stats.rmin.dtype == numpy.float32 and float(stats.rmin) == float(numpy.float16(0.1))
+    observer.reset_min_max_vals()
+    assert observer.is_empty() and observer.min_val.tolist() == [float("inf")]
+    with pytest.raises(MissingParameterError, match="observed nothing yet"):
+        observer.calculate_qparams()
+
+
+# -- switches, state and export
+
+
+def test_switches_work_like_torch_ao() -> None:
+    model = torch.nn.Sequential(FakeQuantize(4), torch.nn.Identity(), FakeQuantize(4, axis=0))
+    values = torch.tensor([[0.0, 1.0], [2.0, 3.0]])
+    model(values)
+    scales = [model[0].scale.clone(), model[2].scale.clone()]
+    model.apply(disable_observer)
+    model(values * 10)  # not observed
+    assert torch.equal(model[0].scale, scales[0]) and torch.equal(model[2].scale, scales[1])
+    assert model[0].observer.max_val.tolist() == [3.0]
+    model.apply(disable_fake_quant)
+    assert model(values * 0.3).equal(values * 0.3)  # passed through
+    model.apply(enable_fake_quant)
+    assert not model(values * 0.3).equal(values * 0.3)
+    model.apply(enable_observer)
+    model(values * 10)
+    assert model[0].observer.max_val.tolist() == [30.0]
+    with pytest.raises(InvalidTypeError, match="'enabled' must be True or False; got 'yes'"):
+        model[0].enable_observer("yes")
+
+
+@pytest.mark.parametrize("axis", [None, 1])
+def test_state_dict_round_trip(axis: int | None) -> None:
+    module = FakeQuantize(5, is_signed=True, axis=axis, rounding="half_up", averaging_constant=0.1)
+    rng = numpy.random.default_rng(1)
+    for _ in range(3):
+        module(torch.from_numpy(rng.normal(size=(4, 3)).astype(numpy.float32)))
+    module.disable_observer()
+    state = module.state_dict()
+    assert set(state) == {
+        "scale", "zero_point", "offset", "state", "observer.min_val", "observer.max_val", "observer.state",
+    }  # fmt: skip
+    channels = -1 if axis is None else 2
+    assert state["state"].tolist() == [1, 0, 1, channels] and state["observer.state"].tolist() == [
+        1,
+        32,
+        channels,
+    ]
+    loaded = FakeQuantize(5, is_signed=True, axis=axis, rounding="half_up", averaging_constant=0.1)
+    loaded.load_state_dict(state)  # per channel: sized by the state (a lazy module)
+    assert not loaded.observer_enabled and loaded.observer.statistics_dtype == torch.float32
+    values = torch.from_numpy(rng.normal(size=(4, 3)).astype(numpy.float32) * 2)
+    assert torch.equal(loaded(values), module(values))
+    assert intquant.dumps(loaded.to_quantizer()) == intquant.dumps(module.to_quantizer())
+    loaded.enable_observer()
+    module.enable_observer()
+    assert torch.equal(loaded(values), module(values))  # the statistics went on from the same state
+    with pytest.raises(InvalidValueError, match=r"FakeQuantize state \(at state\) must be 4 ints, format 1"):
+        loaded.load_state_dict({**state, "state": torch.tensor([2, 0, 1, channels])})
+    with pytest.raises(InvalidValueError, match=r"holds two switches \(0 or 1\)"):
+        loaded.load_state_dict({**state, "state": torch.tensor([1, 5, 1, channels])})
+    with pytest.raises(InvalidValueError, match=r"statistics' dtype \(0, 16, 32 or 64 bits\)"):
+        loaded.load_state_dict({**state, "observer.state": torch.tensor([1, 8, channels])})
+    # Tensors only (torch.jit.trace and the TorchScript ONNX exporter detach every entry).
+    assert all(isinstance(tensor, torch.Tensor) for tensor in state.values())
+
+
+def test_casting_a_model_keeps_the_quantizers_dtypes() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), FakeQuantize(8, axis=1))
+    model(torch.randn(5, 3))
+    state = {
+        name: tensor.clone()
+        for name, tensor in model[1].state_dict().items()
+        if isinstance(tensor, torch.Tensor)
+    }
+    model.half()
+    assert model[0].weight.dtype == torch.float16
+    for name, tensor in model[1].state_dict().items():
+        if isinstance(tensor, torch.Tensor):
+            assert tensor.dtype == state[name].dtype and torch.equal(tensor, state[name])
+    model.double()
+    assert model[1].scale.dtype == torch.float64 and model[1].zero_point.dtype == torch.int64
+
+
+@pytest.mark.parametrize("axis", [None, 0, -1])
+def test_export_and_import_of_intquant_quantizers(axis: int | None) -> None:
+    rng = numpy.random.default_rng(2)
+    calibration = _channels(rng, (3, 4), 0 if axis is None else axis, numpy.float32)
+    options = QuantizationOptions(6, is_signed=True, is_symmetric=True, axis=axis, power_of_two_scale=True)
+    options.is_narrow = True
+    quantizer = UniformQuantizer(options)
+    quantizer.compute_quantization_stats(calibration)
+    quantizer.compute_quantization_parameters(quantizer.quant_options, quantizer.quant_stats)
+    module = FakeQuantize.from_quantizer(quantizer)
+    assert (
+        not module.observer_enabled and module.is_narrow and module.observer.statistics_dtype == torch.float32
+    )
+    values = torch.from_numpy((calibration * 1.3).astype(numpy.float32))
+    _assert_same(module.quant(values), quantizer.quant(values.numpy()))
+    _assert_same(module(values), quantizer.dequant(quantizer.quant(values.numpy())).astype(numpy.float32))
+    exported = module.to_quantizer()
+    assert intquant.dumps(exported.quant_params) == intquant.dumps(quantizer.quant_params)
+    assert exported.quant_options == quantizer.quant_options and exported.uvalues is None
+    # Observing on from the imported statistics gives intquant's update.
+    continued = FakeQuantize.from_quantizer(quantizer, observer_enabled=True)
+    continued(values)
+    stats = MinMaxQuantizationStats()
+    stats.update(calibration, axis=axis)
+    stats.update(values.numpy(), axis=axis)
+    updated = UniformQuantizer(options, stats)
+    updated.compute_quantization_parameters(updated.quant_options, updated.quant_stats)
+    assert intquant.dumps(continued.to_quantizer().quant_params) == intquant.dumps(updated.quant_params)
+
+
+def test_imports_that_are_refused() -> None:
+    calibration = numpy.array([[0.0, 1.0], [2.0, 4.0]])
+    with pytest.raises(InvalidTypeError, match=r"takes an intquant\.UniformQuantizer; got dict"):
+        FakeQuantize.from_quantizer({})  # type: ignore[arg-type]
+    for refused, match in (
+        (_quantizer(calibration, 4, qat=True), "has is_qat"),
+        (_quantizer(calibration, 4, no_clipping=True), "has no_clipping"),
+        (_quantizer(calibration, 4, block_size=(1, 2)), "has block_size"),
+        (
+            QuantizedArray(4, calibration, is_signed=True, is_symmetric=True, full_range=True).quantizer,
+            "has full_range",
+        ),
+    ):
+        with pytest.raises(InvalidOptionsError, match=match):
+            FakeQuantize.from_quantizer(refused)
+    with pytest.raises(MissingParameterError, match="has no scale, zero_point, offset"):
+        FakeQuantize.from_quantizer(UniformQuantizer(QuantizationOptions(4)))
+    with pytest.raises(MissingParameterError, match="no options"):
+        FakeQuantize.from_quantizer(UniformQuantizer(None, None, UniformQuantizationParameters(1.0, 0, 0)))
+    float_zero_point = _quantizer(calibration, 4)
+    float_zero_point.zero_point = 3.0
+    with pytest.raises(InvalidTypeError, match="a zero point of dtype float64"):
+        FakeQuantize.from_quantizer(float_zero_point)
+    per_tensor_with_axis = _quantizer(calibration, 4)
+    per_tensor_with_axis.axis = 0
+    with pytest.raises(InvalidValueError, match="needs per-channel parameters"):
+        FakeQuantize.from_quantizer(per_tensor_with_axis)
+    zero_scale = _quantizer(calibration, 4)
+    zero_scale.scale = numpy.float64(0.0)
+    with pytest.raises(InvalidValueError, match="finite and non-zero"):
+        FakeQuantize.from_quantizer(zero_scale)
+
+
+# -- errors of the modules
+
+
+def test_module_errors() -> None:
+    module = FakeQuantize(8)
+    with pytest.raises(InvalidTypeError, match=r"must be a torch\.Tensor; got list"):
+        module([1.0])  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match=r"float16, float32 or float64 tensor .* got torch\.bfloat16"):
+        module(torch.zeros(2, dtype=torch.bfloat16))
+    with pytest.raises(InvalidTypeError, match=r"got torch\.int64 with shape \(2,\)"):
+        module(torch.zeros(2, dtype=torch.int64))
+    with pytest.raises(InvalidValueError, match=r"cannot observe an empty tensor \(shape \(0, 3\)\)"):
+        module(torch.zeros(0, 3))
+    with pytest.raises(InvalidValueError, match=r"containing NaN or an infinity \(shape \(2,\)"):
+        module(torch.tensor([1.0, float("inf")]))
+    with pytest.raises(InvalidValueError, match="containing NaN"):
+        MinMaxObserver(8, axis=0)(torch.tensor([[1.0, 2.0], [float("nan"), 0.0]]))
+    too_wide = FakeQuantize(8)
+    with pytest.raises(InvalidValueError, match="give a scale that is not finite"):
+        too_wide(torch.tensor([-6e4, 6e4], dtype=torch.float16))  # the range overflows float16
+    with pytest.raises(InvalidValueError, match="cannot quantize NaN"):
+        module.quant(torch.tensor([float("nan")]))
+    with pytest.raises(InvalidTypeError, match="integer codes"):
+        module.dequant(torch.tensor([1.0]))
+    per_channel = FakeQuantize(8, axis=2)
+    with pytest.raises(InvalidValueError, match=r"axis=2 is out of range .* shape \(3, 4\)"):
+        per_channel(torch.zeros(3, 4))
+    with pytest.raises(MissingParameterError, match="no parameters yet"):
+        per_channel.to_quantizer()
+    per_channel(torch.zeros(3, 4, 5))
+    with pytest.raises(InvalidValueError, match=r"statistics of 5 channels of 3-dimensional .* \(3, 4, 6\)"):
+        per_channel(torch.zeros(3, 4, 6))
+    frozen = FakeQuantize(8, axis=0)
+    frozen.disable_observer()
+    with pytest.raises(MissingParameterError, match="observer is disabled"):
+        frozen(torch.zeros(3, 4))
+    for options, error, match in (
+        ({"n_bits": 0}, InvalidValueError, "'n_bits' must be"),
+        ({"n_bits": 1, "is_signed": True, "is_symmetric": True}, InvalidOptionsError, "no level above zero"),
+        ({"is_symmetric": True}, InvalidOptionsError, "needs is_signed=True"),
+        ({"rounding": "nearest"}, InvalidValueError, "'rounding' must be one of"),
+        ({"averaging_constant": 0.0}, InvalidValueError, r"averaging_constant must be in \(0, 1\]"),
+        ({"averaging_constant": "0.1"}, InvalidTypeError, "averaging_constant must be a float"),
+        ({"is_narrow": 1}, InvalidTypeError, "is_narrow"),
+    ):
+        with pytest.raises(error, match=match):
+            FakeQuantize(**options)
+
+
+def test_modules_repr() -> None:
+    module = FakeQuantize(4, is_signed=True, axis=0, rounding="floor", averaging_constant=0.5)
+    assert repr(module) == (
+        "FakeQuantize(\n  rounding='floor', observer_enabled=True, fake_quant_enabled=True\n"
+        "  (observer): MinMaxObserver(n_bits=4, is_signed=True, axis=0, averaging_constant=0.5)\n)"
+    )
+
+
+def test_module_stochastic_rounding_draws_from_torchs_generator() -> None:
+    options = QuantizationOptions(4, rounding="stochastic")
+    module = FakeQuantize.from_quantizer(
+        UniformQuantizer(options, None, UniformQuantizationParameters(0.5, 0, 0))
+    )
+    values = torch.full((20000,), 1.125)  # 2.25 steps: code 2 or 3, 3 a quarter of the time
+    torch.manual_seed(5)
+    codes = module.quant(values)
+    assert set(codes.unique().tolist()) == {2, 3}
+    assert abs(float(codes.double().mean()) - 2.25) < 0.02
+    torch.manual_seed(5)
+    assert torch.equal(module.quant(values), codes)  # torch's seed makes it reproducible
+
+
+def test_module_without_gradient_returns_plain_values() -> None:
+    module = FakeQuantize(3)
+    weights = torch.tensor([0.0, 0.3, 7.0], requires_grad=True)
+    with torch.no_grad():
+        restored = module(weights)
+    assert restored.grad_fn is None and not restored.requires_grad
+    assert torch.equal(restored, module(weights).detach())
+
+
+@pytest.mark.parametrize("axis", [None, 0])
+def test_a_refused_call_leaves_the_module_as_it_was(axis: int | None) -> None:
+    module = FakeQuantize(8, axis=axis)
+    module(torch.tensor([[0.0, 1.0], [2.0, 3.0]], dtype=torch.float16))
+    before = {name: tensor.clone() for name, tensor in module.state_dict().items()}
+    for refused in (
+        torch.tensor([[0.0, float("nan")], [2.0, 3.0]], dtype=torch.float16),  # NaN
+        torch.tensor([[-6e4, 6e4], [-6e4, 6e4]], dtype=torch.float16),  # the range overflows float16
+    ):
+        with pytest.raises(InvalidValueError):
+            module(refused)
+        after = module.state_dict()
+        assert all(torch.equal(before[name], after[name]) for name in before)

@@ -311,6 +311,13 @@ EXTRA_SETS: list[tuple[dict[str, Any], dict[str, Any]]] = [
     ({"n_bits": 4}, {"block_size": (2, 4), "zero_in_range": True}),
     ({"n_bits": 4, "is_signed": True}, {"axis": 1, "power_of_two_scale": True}),
     ({"n_bits": 4}, {"rounding": "half_up", "zero_in_range": True}),
+    ({"n_bits": 4, "is_signed": True, "is_symmetric": True}, {"full_range": True}),
+    ({"n_bits": 2, "is_signed": True, "is_symmetric": True}, {"full_range": True}),
+    (
+        {"n_bits": 4, "is_signed": True, "is_symmetric": True},
+        {"full_range": True, "power_of_two_scale": True},
+    ),
+    ({"n_bits": 4, "is_signed": True, "is_symmetric": True}, {"full_range": True, "axis": 0}),
 ]
 
 
@@ -420,6 +427,7 @@ def calibration_cases() -> list[Case]:
 CLI_RUNS: list[tuple[str, list[str], Optional[dict[str, Any]]]] = [
     ("default", [], {"n_bits": 8}),
     ("signed-symmetric", ["--n-bits", "4", "--signed", "--symmetric"], None),
+    ("symmetric-full-range", ["--n-bits", "4", "--symmetric", "--full-range"], None),
     ("signed-narrow", ["--n-bits", "4", "--signed", "--narrow"], None),
     ("axis", ["--n-bits", "4", "--signed", "--symmetric", "--axis", "0"], None),
     ("block-size", ["--n-bits", "4", "--block-size", "2,4"], None),

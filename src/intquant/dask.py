@@ -34,13 +34,13 @@ from typing import TYPE_CHECKING, Any
 import numpy
 
 from intquant._core.checks import check_options, is_integer
+from intquant._core.counter_noise import CounterNoise
 from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.formulas import code_dtype, fitting_code_dtype, minmax_statistics
 from intquant._core.granularity import BlockLayout, granularity_of
 from intquant._core.plan import DequantPlan, QuantPlan, restricted_dequant_plan, restricted_quant_plan
 from intquant._numpy124.introsort import AVX512, check_float32_sort
 from intquant.errors import (
-    InvalidOptionsError,
     InvalidTypeError,
     InvalidValueError,
     MissingDependencyError,
@@ -413,7 +413,9 @@ def quant(
     ``no_clipping``, nor for QAT values whose parameters were inferred). Quantization is
     elementwise, so each chunk's codes are those :meth:`~intquant.UniformQuantizer.quant` gives
     for the whole array; per-axis or per-block parameters are sliced for each piece of a block
-    in a chunk, so the chunks need not follow the blocks.
+    in a chunk, so the chunks need not follow the blocks. Stochastic rounding's noise is a
+    function of the quantizer's seed and of each element's flat index in the whole array
+    (:attr:`~intquant.UniformQuantizer.rng`), so the codes are those of the numpy call too.
 
     Parameters
     ----------
@@ -434,8 +436,6 @@ def quant(
 
     Raises
     ------
-    InvalidOptionsError
-        For stochastic rounding, whose noise stream cannot be split across chunks.
     MissingParameterError, InvalidTypeError, InvalidValueError
         As :meth:`~intquant.UniformQuantizer.quant` raises, checked now where the data are not
         needed (parameters, scale, dtypes, block grid); a NaN value or a code that ``dtype``
@@ -453,15 +453,11 @@ def quant(
     >>> quant(quantizer, values, dtype="smallest").dtype
     dtype('int8')
     """
-    if getattr(quantizer, "rounding", "half_even") == "stochastic":
-        raise InvalidOptionsError(
-            "quant cannot quantize a dask array with stochastic rounding: the noise is drawn for "
-            "the whole array in one random stream, which chunks computed apart cannot reproduce. "
-            "Use another rounding mode, or quantizer.quant on a numpy array."
-        )
     values = _dask_values(array, "values to quantize")
     _require_real(values, "values to quantize")
-    plan = _quantizer(quantizer).quant_plan(values.dtype, values.shape)  # every check, now
+    checked = _quantizer(quantizer)
+    plan = checked.quant_plan(values.dtype, values.shape)  # every check, now
+    noise = checked.rng  # None, or stochastic rounding's noise: each chunk takes its region
     if plan.generic:
         raise _unchunkable(plan.scale, plan.zero_point)
     out_dtype = numpy.dtype(numpy.int64)
@@ -477,7 +473,9 @@ def quant(
         else:
             out_dtype = requested
     meta = numpy.empty((0,) * values.ndim, dtype=out_dtype)
-    return values.map_blocks(_quantize_chunk, plan, out_dtype, dtype=out_dtype, meta=meta)
+    return values.map_blocks(
+        _quantize_chunk, plan, out_dtype, noise, values.shape, dtype=out_dtype, meta=meta
+    )
 
 
 def dequant(
@@ -554,14 +552,22 @@ def _region(block_info: Any) -> tuple[slice, ...]:
 
 
 def _quantize_chunk(
-    chunk: numpy.ndarray, plan: QuantPlan, out_dtype: numpy.dtype[Any], block_info: Any = None
+    chunk: numpy.ndarray,
+    plan: QuantPlan,
+    out_dtype: numpy.dtype[Any],
+    noise: CounterNoise | None,
+    whole: tuple[int, ...],
+    block_info: Any = None,
 ) -> numpy.ndarray:
     """Codes of one chunk, of ``out_dtype`` (the whole array's, never ``"smallest"``, which a
     chunk's narrower bounds could resolve otherwise): the whole array's plan restricted to the
-    chunk's blocks."""
+    chunk's blocks, and for stochastic rounding the noise of the chunk's region."""
     if chunk.size == 0:
         return numpy.empty(chunk.shape, dtype=out_dtype)
-    codes = quantize_with(restricted_quant_plan(plan, _region(block_info)), chunk, dtype=out_dtype)
+    region = _region(block_info)
+    if noise is not None:
+        noise = noise.region(tuple(piece.start for piece in region), whole)
+    codes = quantize_with(restricted_quant_plan(plan, region), chunk, noise, dtype=out_dtype)
     return numpy.asarray(codes)
 
 

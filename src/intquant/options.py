@@ -10,6 +10,7 @@ from intquant._core.extras import (
     EXTRA_OPTIONS,
     ExtraOptionDefaults,
     check_extra_options,
+    check_full_range,
     copy_extra_options,
     extra_dump,
     needs_intquant_tag,
@@ -32,6 +33,7 @@ class QuantizationOptions(
     JSONSerializable,
     tag="QuantizationOptions",
     versioned_tag="intquant.QuantizationOptions",
+    format_version=2,
 ):
     """Options for quantization: how many bits, and how values map onto the integer grid.
 
@@ -49,7 +51,7 @@ class QuantizationOptions(
     **extra_options
         Keyword-only options beyond the seed, described in :mod:`intquant.extensions`:
         ``rounding``, ``seed``, ``axis``, ``block_size``, ``zero_in_range``,
-        ``power_of_two_scale``.
+        ``power_of_two_scale``, ``full_range`` (signed symmetric only).
 
     Raises
     ------
@@ -90,6 +92,9 @@ class QuantizationOptions(
         }
         check_option_combination(**flags)
         extras = check_extra_options(**extra_options)
+        check_full_range(
+            flags["is_signed"], flags["is_symmetric"], False, bool(extras.get("full_range", False))
+        )
         self.n_bits = n_bits
         self.is_signed = flags["is_signed"]
         self.is_symmetric = flags["is_symmetric"]
@@ -126,6 +131,11 @@ class QuantizationOptions(
         ML would quantize with differently (rounding, per-axis, per-block)."""
         return "intquant.QuantizationOptions" if needs_intquant_tag(self) else "QuantizationOptions"
 
+    def serial_format_version(self) -> int:
+        """2 with stochastic rounding (its noise is a function of (seed, element index) since
+        version 2), else 1: the other texts are those version 1 wrote."""
+        return 2 if self.rounding == "stochastic" else 1
+
     def dump_dict(self) -> dict[str, Any]:
         """The six members, in order, then the extra options that differ from their defaults."""
         return {**{name: getattr(self, name) for name in OPTION_MEMBERS}, **extra_dump(self)}
@@ -133,7 +143,8 @@ class QuantizationOptions(
     @staticmethod
     def load_dict(metadata: dict[str, Any], format_version: int = 0) -> QuantizationOptions:
         """Rebuild options from :meth:`dump_dict` output (all six seed keys required); the
-        payload is the same under both tags (``format_version`` 0 or 1)."""
+        payload is the same under both tags (``format_version`` 0, 1 or 2; a version 1 text with
+        stochastic rounding loads with version 2's counter-based noise)."""
         return load_options(QuantizationOptions, metadata)
 
 
@@ -148,6 +159,7 @@ def load_options(klass: type[QuantizationOptions], metadata: dict[str, Any]) -> 
     )
     options.is_narrow = check_flag("is_narrow", metadata["is_narrow"])
     options.is_precomputed_qat = check_flag("is_precomputed_qat", metadata["is_precomputed_qat"])
+    check_full_range(options.is_signed, options.is_symmetric, options.is_narrow, options.full_range)
     return options
 
 

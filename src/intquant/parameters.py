@@ -15,6 +15,7 @@ from intquant._core.checks import (
     check_range,
 )
 from intquant._core.codec import JSONSerializable
+from intquant._core.extras import check_full_range
 from intquant._core.formulas import (
     STABILITY_CONST,
     adjust_parameters_to_power_of_two,
@@ -142,7 +143,8 @@ def compute_parameters(
     :func:`intquant._core.blockwise.choose_block_parameters`). ``uvalues`` is read only for
     asymmetric QAT options that are not precomputed, the only ones that use it. A calibration
     object (``intquant.calibration``) supplies its clipping range for these options. The extra
-    options ``zero_in_range`` and ``power_of_two_scale`` adjust the range and the scale.
+    options ``zero_in_range`` and ``power_of_two_scale`` adjust the range and the scale;
+    ``full_range`` spreads a signed symmetric range over all ``2**n`` levels.
 
     Raises
     ------
@@ -167,6 +169,8 @@ def compute_parameters(
         uvalues = getattr(stats, "uvalues", None) if inferred else None
     zero_in_range = bool(getattr(options, "zero_in_range", False))
     power_of_two = bool(getattr(options, "power_of_two_scale", False))
+    full_range = bool(getattr(options, "full_range", False))
+    check_full_range(is_signed, is_symmetric, bool(getattr(options, "is_narrow", False)), full_range)
     preset_scale = scale if numpy.ndim(scale) == 0 else None
 
     def choose(low: Any, high: Any, block_uvalues: Any) -> tuple[Any, Any, int]:
@@ -182,6 +186,7 @@ def compute_parameters(
             is_precomputed_qat=is_precomputed_qat,
             uvalues=None if block_uvalues is None else numpy.asarray(block_uvalues),
             scale=preset_scale,
+            full_range=full_range,
         )
         if not power_of_two:
             return result
@@ -207,5 +212,6 @@ def compute_parameters(
             power_of_two_scale=power_of_two,
             single_value_width=STABILITY_CONST,
             alone=choose,
+            full_range=full_range,
         )
     return choose(rmin, rmax, uvalues)

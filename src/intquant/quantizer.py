@@ -17,6 +17,7 @@ from intquant._core.checks import (
     check_n_bits,
 )
 from intquant._core.codec import JSONSerializable
+from intquant._core.counter_noise import CounterNoise, fresh_seed
 from intquant._core.execute import dequantize_with, quantize_with
 from intquant._core.extras import (
     EXTRA_OPTIONS,
@@ -65,15 +66,18 @@ from intquant.statistics import (
 
 __all__ = ["UniformQuantizer", "load_quantizer"]
 
-#: Stochastic rounding draws from a quantizer's generator under this lock, so that a call that
-#: fails can give back what it drew, and threads sharing a quantizer draw in turn.
+#: Threads sharing a quantizer without a seed draw its stochastic-rounding seed once, under this lock.
 _DRAWS = threading.Lock()
 
 _ALL_MEMBERS = OPTION_MEMBERS + STATS_MEMBERS + PARAM_MEMBERS
 
 
 class UniformQuantizer(
-    ExtraOptionDefaults, JSONSerializable, tag="UniformQuantizer", versioned_tag="intquant.UniformQuantizer"
+    ExtraOptionDefaults,
+    JSONSerializable,
+    tag="UniformQuantizer",
+    versioned_tag="intquant.UniformQuantizer",
+    format_version=2,
 ):
     """Uniform quantizer: quantizes and dequantizes numpy arrays.
 
@@ -132,7 +136,7 @@ class UniformQuantizer(
         no_clipping: bool = False,
     ) -> None:
         self.no_clipping = check_flag("no_clipping", no_clipping)
-        self._generator: numpy.random.Generator | None = None  # for stochastic rounding
+        self._drawn_seed: int | None = None  # stochastic rounding without a seed: drawn once
         self.scale: Any = None
         self.zero_point: Any = None
         self.offset: Optional[int] = None
@@ -278,16 +282,7 @@ class UniformQuantizer(
         settings = self.settings()
         operand = as_real_array(values, "values to quantize")
         plan = quant_plan(settings, operand.dtype, operand.shape)
-        rng = self.rng
-        if rng is None:
-            return quantize_with(plan, operand, dtype=dtype, out=out)
-        with _DRAWS:  # a failed call leaves the random stream where it was
-            state = rng.bit_generator.state
-            try:
-                return quantize_with(plan, operand, rng, dtype=dtype, out=out)
-            except BaseException:
-                rng.bit_generator.state = state
-                raise
+        return quantize_with(plan, operand, self.rng, dtype=dtype, out=out)
 
     def dequant(self, qvalues: numpy.ndarray, dtype: Any = None, out: numpy.ndarray | None = None) -> Any:
         """De-quantize: ``scale * (qvalues - float64(zero_point))`` (per block if so calibrated).
@@ -386,14 +381,22 @@ class UniformQuantizer(
         return dequant_plan_for(scale, zero_point, self._granularity(), numpy.dtype(dtype), tuple(shape))
 
     @property
-    def rng(self) -> numpy.random.Generator | None:
-        """The generator of stochastic rounding, seeded from ``seed`` on first use (None for the
-        deterministic rounding modes). Chunked executors draw from it in order."""
+    def rng(self) -> CounterNoise | None:
+        """The counter-based noise of stochastic rounding (None for the deterministic modes):
+        ``u(seed, i)`` for the element of C-order flat index ``i`` of the whole array (see
+        :mod:`intquant._core.counter_noise`), so every call with the same values gives the same
+        codes, whole or by chunks. Without a ``seed``, one is drawn from fresh entropy on first
+        use and kept by this object (and its copies and pickles, not by its JSON text): codes
+        are then repeatable within the object's life, not across processes."""
         if self.rounding != "stochastic":
             return None
-        if self._generator is None:
-            self._generator = numpy.random.default_rng(self.seed)
-        return self._generator
+        if self.seed is not None:
+            return CounterNoise(self.seed)
+        with _DRAWS:
+            drawn = getattr(self, "_drawn_seed", None)  # absent from pickles of older versions
+            if drawn is None:
+                drawn = self._drawn_seed = fresh_seed()
+        return CounterNoise(drawn)
 
     def _require_parameters(self, need_offset: bool = True) -> tuple[Any, Any, Any]:
         if (
@@ -433,6 +436,11 @@ class UniformQuantizer(
         per-block parameters."""
         return "intquant.UniformQuantizer" if needs_intquant_tag(self) else "UniformQuantizer"
 
+    def serial_format_version(self) -> int:
+        """2 with stochastic rounding (its noise is a function of (seed, element index) since
+        version 2), else 1: the other texts are those version 1 wrote."""
+        return 2 if self.rounding == "stochastic" else 1
+
     def dump_dict(self) -> dict[str, Any]:
         """Every member the quantizer has, then ``no_clipping`` (``n_bits`` may be absent); the
         extra options that differ from their defaults come after the option members."""
@@ -444,8 +452,10 @@ class UniformQuantizer(
     def load_dict(metadata: dict[str, Any], format_version: int = 0) -> UniformQuantizer:
         """Rebuild a quantizer from :meth:`dump_dict` output; absent keys keep their defaults.
 
-        ``format_version`` is that of the ``intquant.UniformQuantizer`` tag (1; the payload is
-        the same as under Concrete ML's tag, 0).
+        ``format_version`` is that of the ``intquant.UniformQuantizer`` tag (1, or 2 for
+        stochastic rounding; the payload is the same as under Concrete ML's tag, 0). A version 1
+        text with stochastic rounding loads, and the quantizer then draws version 2's
+        counter-based noise (the codes differ from those version 1 drew).
 
         Raises
         ------

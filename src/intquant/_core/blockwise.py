@@ -158,6 +158,7 @@ def choose_block_parameters(
     power_of_two_scale: bool,
     single_value_width: float,
     alone: BlockFormula,
+    full_range: bool = False,
 ) -> tuple[numpy.ndarray, numpy.ndarray, Any]:
     """Per-block ``(scale, zero_point, offset)`` for ranges ``rmin``/``rmax`` of one shape (the
     block grid), each block's what ``alone(rmin[i], rmax[i], uvalues[i])``, the per-tensor
@@ -168,7 +169,8 @@ def choose_block_parameters(
 
     * ``spread < single_value_width``: ``offset = 0`` and ``scale, zero_point = 1.0,
       rint(-low)`` if ``|high| < single_value_width`` else ``high, 0``;
-    * symmetric: ``scale = max(|high|, |low|) / (2**n - 1 - offset)``, ``zero_point = 0``;
+    * symmetric: ``scale = max(|high|, |low|) / (2**n - 1 - offset)``, ``zero_point = 0``; with
+      ``full_range`` (signed symmetric grids) ``scale = max(|high|, |low|) / ((2**n - 1) / 2)``;
     * asymmetric: ``scale`` (a preset scalar) or ``spread / (2**n - 1)``; ``zero_point = 0`` for
       QAT, else ``round((high * -offset - low * (2**n - 1 - offset)) / spread)``;
     * ``power_of_two_scale``: a positive scale becomes ``2**ceil(log2(scale))`` and, for
@@ -205,7 +207,7 @@ def choose_block_parameters(
         or not (scale is None or _is_real_scalar(scale))
     ):
         return _assembled(grid, [settle(index) for index in range(lows.size)])
-    grid_formula = _GridFormula(n_bits, is_signed, is_symmetric, is_qat, single_value_width)
+    grid_formula = _GridFormula(n_bits, is_signed, is_symmetric, is_qat, single_value_width, full_range)
     blocks = grid_formula.parameters(lows, highs, scale, zero_in_range, power_of_two_scale)
     handed_over = blocks.handed_over
     if is_qat and not is_precomputed_qat and uvalues is not None and not is_symmetric:
@@ -287,10 +289,13 @@ class _GridFormula:
     """``choose_uniform_parameters`` for every block of the grid at once (see
     :func:`choose_block_parameters`)."""
 
-    def __init__(self, n_bits: int, is_signed: bool, is_symmetric: bool, is_qat: bool, width: float) -> None:
+    def __init__(
+        self, n_bits: int, is_signed: bool, is_symmetric: bool, is_qat: bool, width: float, full_range: bool
+    ) -> None:
         self.offset = 2 ** (n_bits - 1) if is_signed else 0
         self.levels = 2**n_bits - 1
         self.is_symmetric, self.is_qat, self.width = is_symmetric, is_qat, width
+        self.full_range = full_range
 
     def parameters(
         self, lows: numpy.ndarray, highs: numpy.ndarray, scale: Any, zero_in_range: bool, power_of_two: bool
@@ -336,7 +341,9 @@ class _GridFormula:
                 failed |= several
             else:
                 magnitude = numpy.maximum(numpy.abs(high64), numpy.abs(low64))
-                scale64 = numpy.where(several, magnitude / float(positive_levels), scale64)
+                # full range: full_range_divisor, (2**n - 1) / 2, exact in float64
+                divisor = self.levels / 2 if self.full_range else float(positive_levels)
+                scale64 = numpy.where(several, magnitude / divisor, scale64)
         else:
             asymmetric = spread64 / float(self.levels) if preset is None else numpy.float64(preset)
             scale64 = numpy.where(several, asymmetric, scale64)

@@ -148,8 +148,10 @@ class JSONSerializable:
     ``load_dict``:
 
     * ``tag="X"``: a seed tag, Concrete ML's class name (``load_dict(metadata)``);
-    * ``versioned_tag="intquant.X"`` with ``format_version=N``: intquant's own tag, written with
-      the version, read by ``load_dict(metadata, version)`` for every version up to ``N``;
+    * ``versioned_tag="intquant.X"`` with ``format_version=N``: intquant's own tag, read by
+      ``load_dict(metadata, version)`` for every version up to ``N`` (a subclass re-registering
+      a tag without ``format_version`` reads its base's versions), written with the version
+      :meth:`serial_format_version` gives (``N`` unless the class chooses by the object);
     * ``legacy_tags``: older unversioned tags still read, as format version 0.
 
     An object is written under its seed tag unless :meth:`serial_tag` says otherwise.
@@ -157,14 +159,14 @@ class JSONSerializable:
 
     _seed_tag: ClassVar[str | None] = None
     _versioned_tag: ClassVar[str | None] = None
-    #: The format version written under the versioned tag.
+    #: The newest format version read under the versioned tag (and written, by default).
     format_version: ClassVar[int] = 0
 
     def __init_subclass__(
         cls,
         tag: str | None = None,
         versioned_tag: str | None = None,
-        format_version: int = 1,
+        format_version: int | None = None,
         legacy_tags: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> None:
@@ -175,8 +177,9 @@ class JSONSerializable:
         if versioned_tag is not None:
             if not versioned_tag.startswith(INTQUANT_PREFIX):
                 raise ValueError(f"a versioned tag starts with {INTQUANT_PREFIX!r}; got {versioned_tag!r}")
-            cls._versioned_tag, cls.format_version = versioned_tag, format_version
-            _register(versioned_tag, cls, True, format_version)
+            version = format_version if format_version is not None else max(cls.format_version, 1)
+            cls._versioned_tag, cls.format_version = versioned_tag, version
+            _register(versioned_tag, cls, True, version)
         for legacy in legacy_tags:
             _register(legacy, cls, True, 0)
 
@@ -187,6 +190,11 @@ class JSONSerializable:
         if tag is None:  # pragma: no cover - a programming error in a subclass
             raise TypeError(f"{type(self).__name__} registered no serialization tag")
         return tag
+
+    def serial_format_version(self) -> int:
+        """The format version written with the versioned tag: the class's, unless the class
+        chooses by the object's state (so that texts an older version wrote stay the same)."""
+        return self.format_version
 
     def dump_dict(self) -> dict[str, Any]:  # pragma: no cover - every subclass overrides it
         raise NotImplementedError
@@ -309,7 +317,11 @@ def _encode(value: Any) -> Any:
         tag = value.serial_tag()
         payload = _encode(value.dump_dict())
         if tag.startswith(INTQUANT_PREFIX):
-            return {"type_name": tag, "format_version": value.format_version, "serialized_value": payload}
+            return {
+                "type_name": tag,
+                "format_version": value.serial_format_version(),
+                "serialized_value": payload,
+            }
         return {"type_name": tag, "serialized_value": payload}
     if isinstance(value, dict):
         return {key: _encode(item) for key, item in value.items()}

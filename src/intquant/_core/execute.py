@@ -20,8 +20,8 @@ from typing import Any, NamedTuple
 
 import numpy
 
+from intquant._core.counter_noise import CounterNoise, fresh_seed
 from intquant._core.formulas import CODE_DTYPES, code_dtype, fitting_code_dtype
-from intquant._core.granularity import ungrouped
 from intquant._core.plan import DequantPlan, QuantPlan, clip_dtype, tensor_dequant_plan, tensor_quant_plan
 from intquant._numba import dispatch as _compiled
 from intquant._numpy124.promotion import as_numpy_operand, legacy_result_type
@@ -66,12 +66,13 @@ def quantize(
     zero_point: Any,
     bounds: tuple[Any, Any] | None,
     rounding: str = "half_even",
-    rng: numpy.random.Generator | None = None,
+    rng: CounterNoise | numpy.random.Generator | None = None,
 ) -> Any:
     """Return ``clip(round(values / scale + zero_point), *bounds)`` as int64 (no clip if None).
 
     ``round`` is ``rint`` (half to even, the seed's) unless ``rounding`` names another mode of
-    :data:`ROUNDERS`; ``rng`` draws the noise of ``"stochastic"`` rounding. The division and the
+    :data:`ROUNDERS`; ``rng`` gives the noise of ``"stochastic"`` rounding (see
+    :func:`quantize_with`). The division and the
     addition run in numpy 1.24's dtypes (see :mod:`intquant._core.plan`). A 0-d input gives a
     ``numpy.int64`` scalar.
 
@@ -99,7 +100,7 @@ def dequantize(qvalues: numpy.ndarray | numpy.generic, scale: Any, zero_point: A
 def quantize_with(
     plan: QuantPlan,
     values: Any,
-    rng: numpy.random.Generator | None = None,
+    rng: CounterNoise | numpy.random.Generator | None = None,
     *,
     dtype: Any = None,
     out: numpy.ndarray | None = None,
@@ -112,6 +113,11 @@ def quantize_with(
     one of those dtypes, not overlapping ``values``), they are written there and ``out`` is
     returned. ``dtype``, ``out`` and the clipping range are checked before anything is
     computed; without clipping, the codes are checked to fit ``dtype`` before ``out`` is written.
+
+    ``"stochastic"`` rounding adds ``u(seed, i)`` of ``rng``, a
+    :class:`~intquant._core.counter_noise.CounterNoise` (``i``: the C-order flat index of the
+    element in the whole array, or in its region's whole array), so the codes do not depend on
+    blocks or chunks; a ``numpy.random.Generator`` gives the seed (one draw), None a fresh one.
 
     Raises
     ------
@@ -139,9 +145,8 @@ def quantize_with(
     layout = plan.layout
     view = values if layout.view is None else values.reshape(layout.view)
     noise = None
-    if plan.rounding == "stochastic":  # drawn block by block, as each block alone would draw it
-        drawn = _noise(rng, (layout.blocks, int(numpy.prod(layout.extent))))
-        noise = ungrouped(drawn, layout.shape, layout.extent).reshape(view.shape)
+    if plan.rounding == "stochastic":  # by flat index: the view is a C-order reshape of the values
+        noise = _noise(rng, numpy.shape(values)).reshape(view.shape)
     merged: Any = None
     for step in plan.steps:
         rounded = _rounded(
@@ -413,9 +418,13 @@ def _delivered(codes: Any, target: numpy.dtype[Any], out: numpy.ndarray | None) 
 # -- steps
 
 
-def _noise(rng: numpy.random.Generator | None, shape: tuple[int, ...]) -> Any:
-    generator = rng if rng is not None else numpy.random.default_rng()
-    return generator.random(shape)
+def _noise(rng: CounterNoise | numpy.random.Generator | None, shape: tuple[int, ...]) -> Any:
+    """``u(seed, i)`` for values of ``shape`` (see :mod:`intquant._core.counter_noise`)."""
+    if rng is None:
+        rng = CounterNoise(fresh_seed())
+    elif isinstance(rng, numpy.random.Generator):
+        rng = CounterNoise(int(rng.integers(0, 2**64, dtype=numpy.uint64)))
+    return rng.draw(shape)
 
 
 def _rounded(
@@ -467,7 +476,7 @@ def _finished_codes(codes: Any, plan: QuantPlan, values: Any, target: Any, out: 
 
 
 def _generic_quantize(
-    plan: QuantPlan, values: Any, rng: numpy.random.Generator | None, target: Any, out: Any
+    plan: QuantPlan, values: Any, rng: CounterNoise | numpy.random.Generator | None, target: Any, out: Any
 ) -> Any:
     """Parameters numpy broadcasts itself: each operation in the dtype numpy 1.24 picks for it."""
     with numpy.errstate(over="ignore", divide="ignore", invalid="ignore"):

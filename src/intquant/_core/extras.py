@@ -8,7 +8,8 @@ for an option that differs from its default.
 * ``rounding``: ``"half_even"`` (the seed's ``rint``), ``"half_up"`` (``floor(x + 0.5)``, Concrete
   ML's round-like-PBS mode), ``"floor"``, ``"ceil"``, ``"stochastic"`` (``floor(x + u)`` with
   ``u ~ U[0, 1)``: unbiased, ``E[q] = x``).
-* ``seed``: seed of the stochastic rounding's random generator (None: fresh entropy).
+* ``seed``: seed of stochastic rounding, whose noise is a function of (seed, element index)
+  (:mod:`intquant._core.counter_noise`; None: a seed drawn from fresh entropy once per quantizer).
 * ``axis``: one scale and zero point per index along this axis (per-channel).
 * ``block_size``: one scale and zero point per block of this extent along each dimension
   (torchao's convention); the blocks must tile the array.
@@ -16,6 +17,12 @@ for an option that differs from its default.
   0)``), so that 0 is exactly representable.
 * ``power_of_two_scale``: round the scale up to a power of two, ``2**ceil(log2(scale))``, with the
   zero point recomputed for it.
+* ``full_range``: the symmetric grid spread over all ``2**n`` levels (PyTorch's symmetric
+  convention): ``scale = max(|rmax|, |rmin|) / ((2**n - 1) / 2)`` instead of the seed's
+  ``max(|rmax|, |rmin|) / (2**(n-1) - 1)``, zero point 0, codes in ``[-2**(n-1), 2**(n-1) - 1]``
+  (``max|x|`` maps to ``2**(n-1) - 1/2``, rounded to ``2**(n-1)`` and clipped to ``2**(n-1) - 1``;
+  ``-max|x|`` to ``-2**(n-1)``). Only for signed symmetric, not narrow, quantization
+  (:func:`check_full_range`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ import numpy
 
 from intquant._core.checks import check_flag, check_int
 from intquant._core.granularity import Granularity, granularity_of
-from intquant.errors import InvalidTypeError, InvalidValueError
+from intquant.errors import InvalidOptionsError, InvalidTypeError, InvalidValueError
 
 __all__ = [
     "EXTRA_OPTIONS",
@@ -36,6 +43,7 @@ __all__ = [
     "ExtraOptionDefaults",
     "ExtraOptions",
     "check_extra_options",
+    "check_full_range",
     "copy_extra_options",
     "extra_dump",
     "needs_intquant_tag",
@@ -55,6 +63,7 @@ class ExtraOptions:
     block_size: Optional[tuple[int, ...]] = None
     zero_in_range: bool = False
     power_of_two_scale: bool = False
+    full_range: bool = False
 
     @staticmethod
     def checked(**options: Any) -> ExtraOptions:
@@ -89,6 +98,7 @@ class ExtraOptions:
             block_size=granularity.options().get("block_size"),
             zero_in_range=check_flag("zero_in_range", values["zero_in_range"]),
             power_of_two_scale=check_flag("power_of_two_scale", values["power_of_two_scale"]),
+            full_range=check_flag("full_range", values["full_range"]),
         )
 
     @staticmethod
@@ -129,6 +139,7 @@ class ExtraOptionDefaults:
     block_size = _DEFAULTS.block_size
     zero_in_range = _DEFAULTS.zero_in_range
     power_of_two_scale = _DEFAULTS.power_of_two_scale
+    full_range = _DEFAULTS.full_range
 
 
 def check_extra_options(**options: Any) -> dict[str, Any]:
@@ -162,11 +173,11 @@ def needs_intquant_tag(obj: Any) -> bool:
 
     * a rounding other than half to even, per-axis or per-block parameters: its ``quant`` and
       ``dequant`` cannot honour them;
-    * ``zero_in_range`` or ``power_of_two_scale`` on an object whose parameters are still to be
-      computed (options, a quantizer without scale, zero point or offset): Concrete ML would
-      compute them without the option.
+    * ``zero_in_range``, ``power_of_two_scale`` or ``full_range`` on an object whose parameters
+      are still to be computed (options, a quantizer without scale, zero point or offset):
+      Concrete ML would compute them without the option.
 
-    A quantizer holding its parameters keeps the seed tag with these two options: its written
+    A quantizer holding its parameters keeps the seed tag with these three options: its written
     parameters are all Concrete ML's ``quant``/``dequant`` read, so they give the same results
     (the option is an extra key Concrete ML ignores, and drops when it writes the quantizer
     again). ``tools/check_concrete_ml_interchange.py`` checks every case against Concrete ML
@@ -177,7 +188,11 @@ def needs_intquant_tag(obj: Any) -> bool:
         or getattr(obj, "block_size", None) is not None
     ):
         return True
-    if getattr(obj, "zero_in_range", False) or getattr(obj, "power_of_two_scale", False):
+    if (
+        getattr(obj, "zero_in_range", False)
+        or getattr(obj, "power_of_two_scale", False)
+        or getattr(obj, "full_range", False)
+    ):
         return any(getattr(obj, name, None) is None for name in _PARAMETERS)
     return False
 
@@ -188,3 +203,27 @@ def statistics_need_intquant_tag(stats: Any) -> bool:
     fail with a raw numpy error (the truth value of an array) when computing parameters."""
     ranges = (getattr(stats, "rmin", None), getattr(stats, "rmax", None))
     return any(isinstance(value, numpy.ndarray) and value.ndim > 0 for value in ranges)
+
+
+def check_full_range(is_signed: bool, is_symmetric: bool, is_narrow: bool, full_range: bool) -> None:
+    """Refuse ``full_range`` on a grid it does not apply to: it spreads a symmetric range over all
+    ``2**n`` signed levels, so it needs signed symmetric codes, and contradicts ``is_narrow``
+    (which drops the level ``-2**(n-1)`` that the full range uses).
+
+    Raises
+    ------
+    InvalidOptionsError
+        For ``full_range`` without ``is_signed`` and ``is_symmetric``, or with ``is_narrow``.
+    """
+    if not full_range:
+        return
+    if not (is_signed and is_symmetric):
+        raise InvalidOptionsError(
+            f"full_range=True applies to signed symmetric quantization only (is_signed=True, "
+            f"is_symmetric=True); got is_signed={is_signed}, is_symmetric={is_symmetric}."
+        )
+    if is_narrow:
+        raise InvalidOptionsError(
+            "full_range=True uses every level of the signed grid, -2**(n_bits-1) included, which "
+            "is_narrow=True excludes; set only one of them."
+        )

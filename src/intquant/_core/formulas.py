@@ -9,7 +9,9 @@ quantization (else 0):
 * statistics: ``rmin = min(x)``, ``rmax = max(x)``, ``uvalues = unique(rint(x*100)/100)``
 * parameters (asymmetric): ``scale = (rmax - rmin) / (2**n - 1)``,
   ``zero_point = round((rmax * -offset - rmin * (2**n - 1 - offset)) / (rmax - rmin))``
-* parameters (symmetric): ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)``, ``zero_point = 0``
+* parameters (symmetric): ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)``, ``zero_point = 0``;
+  with the ``full_range`` option ``scale = max(|rmax|, |rmin|) / ((2**n - 1) / 2)`` (PyTorch's
+  symmetric convention: the range spread over all ``2**n`` levels)
 * quantize: ``q = clip(rint(x / scale + zero_point), -offset [+1 if narrow], 2**n - 1 - offset)``
 * dequantize: ``x = scale * (q - zero_point)``
 
@@ -38,6 +40,7 @@ __all__ = [
     "block_statistics",
     "convert_codes",
     "fitting_code_dtype",
+    "full_range_divisor",
     "range_including_zero",
     "choose_uniform_parameters",
     "code_dtype",
@@ -220,13 +223,18 @@ def choose_uniform_parameters(
     is_precomputed_qat: bool,
     uvalues: numpy.ndarray | None,
     scale: Scalar | None,
+    full_range: bool = False,
 ) -> tuple[Scalar, Scalar, int]:
     """Return ``(scale, zero_point, offset)`` for the range ``[rmin, rmax]``.
 
     * ``offset = 2**(n-1)`` if signed else ``0``.
     * A range narrower than ``STABILITY_CONST`` holds one value: ``offset = 0``, and
       ``scale, zero_point = 1.0, rint(-rmin)`` if ``|rmax| < STABILITY_CONST`` else ``rmax, 0``.
-    * Symmetric: ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)``, ``zero_point = 0``.
+    * Symmetric: ``scale = max(|rmax|, |rmin|) / (2**n - 1 - offset)``, ``zero_point = 0``;
+      ``full_range`` (signed symmetric only, see :func:`intquant._core.extras.check_full_range`;
+      1 bit is refused too): ``scale = max(|rmax|, |rmin|) / ((2**n - 1) / 2)``, the divisor a
+      float64 (exact), as PyTorch's symmetric observers compute it (theirs in float32 for float32
+      statistics: the float64 scale rounded to float32 equals it).
     * Asymmetric: QAT values on a uniform grid (``is_uniform_grid``) give
       ``scale = smallest_step(uvalues)`` (Concrete ML 1.7; from 1.8 on no ``uvalues`` are
       passed, so no scale is inferred); otherwise the given ``scale`` is kept, or
@@ -255,7 +263,7 @@ def choose_uniform_parameters(
         needs_grid = is_qat and not is_precomputed_qat and uvalues is not None
         if not needs_grid:
             chosen = _python_float_parameters(
-                float(rmin), float(rmax), narrow, n_bits, is_signed, is_symmetric, is_qat
+                float(rmin), float(rmax), narrow, n_bits, is_signed, is_symmetric, is_qat, full_range
             )
             if chosen is not None:
                 return chosen
@@ -283,7 +291,8 @@ def choose_uniform_parameters(
             magnitude = numpy.maximum(numpy.abs(high), numpy.abs(low))
         if _is_integer_scalar(high) and _is_integer_scalar(low):
             magnitude = _exact(magnitude, max(abs(int(high)), abs(int(low))))
-        return _finite_scale(numpy.float64(magnitude / numpy.int64(positive_levels))), 0, offset
+        divisor = full_range_divisor(n_bits) if full_range else numpy.int64(positive_levels)
+        return _finite_scale(numpy.float64(magnitude / divisor)), 0, offset
     if is_qat and not is_precomputed_qat and uvalues is not None and is_uniform_grid(uvalues, n_bits):
         scale = numpy.float64(smallest_step(uvalues))
     if scale is None:
@@ -317,6 +326,7 @@ def _python_float_parameters(
     is_signed: bool,
     is_symmetric: bool,
     is_qat: bool,
+    full_range: bool = False,
 ) -> tuple[Any, Any, int] | None:
     """:func:`choose_uniform_parameters` for float64 (``narrow`` None) or float32 statistics,
     in Python floats: the same IEEE operations numpy's scalars perform, without their
@@ -337,7 +347,7 @@ def _python_float_parameters(
     if is_symmetric:
         if levels == offset:
             return None
-        scale = max(abs(high), abs(low)) / (levels - offset)
+        scale = max(abs(high), abs(low)) / (levels / 2 if full_range else levels - offset)
         return (numpy.float64(scale), 0, offset) if math.isfinite(scale) else None
     scale = spread / levels
     if not math.isfinite(scale):
@@ -348,6 +358,12 @@ def _python_float_parameters(
     if not (math.isfinite(zero_point) and -_INT64_LIMIT <= zero_point < _INT64_LIMIT):
         return None
     return numpy.float64(scale), numpy.int64(round(zero_point)), offset
+
+
+def full_range_divisor(n_bits: int) -> numpy.float64:
+    """``(2**n_bits - 1) / 2``, the full-range symmetric grid's divisor: the number of steps from
+    0 to ``max|x|`` when ``max|x|`` maps to ``2**(n-1) - 1/2`` (a float64, exact up to 53 bits)."""
+    return numpy.float64((2**n_bits - 1) / 2)
 
 
 def _is_integer_scalar(value: Any) -> bool:

@@ -24,6 +24,7 @@ from intquant._core.checks import (
     check_option_combination,
     is_integer,
 )
+from intquant._core.extras import check_full_range
 from intquant._core.granularity import PER_TENSOR, Granularity, PerAxis, PerBlock
 from intquant.calibration._blocks import (
     Rows,
@@ -97,6 +98,7 @@ class RangeOptions:
     is_signed: bool
     is_symmetric: bool
     is_narrow: bool
+    full_range: bool = False
 
 
 #: The options ``rmin``/``rmax`` give the range for: ``QuantizationOptions(8)``.
@@ -117,7 +119,9 @@ def check_range_options(options: Any) -> RangeOptions:
     is_symmetric = check_flag("is_symmetric", options.is_symmetric)
     is_narrow = check_flag("is_narrow", getattr(options, "is_narrow", False))
     check_option_combination(is_signed, is_symmetric, False)
-    return RangeOptions(n_bits, is_signed, is_symmetric, is_narrow)
+    full_range = check_flag("full_range", getattr(options, "full_range", False))
+    check_full_range(is_signed, is_symmetric, is_narrow, full_range)
+    return RangeOptions(n_bits, is_signed, is_symmetric, is_narrow, full_range)
 
 
 def check_mergeable(this: Any, other: Any, config: dict[str, Any], other_config: dict[str, Any]) -> None:

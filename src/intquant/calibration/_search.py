@@ -61,7 +61,9 @@ class Parameters:
 
 def range_parameters(lows: numpy.ndarray, highs: numpy.ndarray, options: RangeOptions) -> Parameters:
     """``choose_uniform_parameters`` of every range (not QAT, no ``uvalues``, no preset scale)
-    and ``integer_bounds`` of its offset, computed for all ranges at once.
+    and ``integer_bounds`` of its offset, computed for all ranges at once. Options with
+    ``full_range`` (signed symmetric) get the full-range grid's scale, so each candidate range is
+    judged on the grid it will be quantized with.
 
     Raises
     ------
@@ -69,6 +71,8 @@ def range_parameters(lows: numpy.ndarray, highs: numpy.ndarray, options: RangeOp
         As ``choose_uniform_parameters`` does for the first range it refuses (1-bit symmetric
         quantization has no level above zero).
     """
+
+    full_range = bool(getattr(options, "full_range", False))
 
     def alone(low: Any, high: Any, uvalues: Any) -> tuple[Any, Any, int]:
         return choose_uniform_parameters(
@@ -81,6 +85,7 @@ def range_parameters(lows: numpy.ndarray, highs: numpy.ndarray, options: RangeOp
             is_precomputed_qat=False,
             uvalues=None,
             scale=None,
+            full_range=full_range,
         )
 
     shape = lows.shape
@@ -98,6 +103,7 @@ def range_parameters(lows: numpy.ndarray, highs: numpy.ndarray, options: RangeOp
         power_of_two_scale=False,
         single_value_width=STABILITY_CONST,
         alone=alone,
+        full_range=full_range,
     )
     lowest, highest = integer_bounds(
         options.n_bits, numpy.asarray(offset, dtype=numpy.int64), options.is_narrow

@@ -99,6 +99,15 @@ def check_option_flags(arguments: argparse.Namespace) -> None:
             raise InvalidValueError(
                 f"--symmetric needs {flag} 2 or more: 1-bit symmetric codes have no level above zero"
             )
+    if getattr(arguments, "full_range", False):
+        if not getattr(arguments, "symmetric", False):
+            raise InvalidValueError(
+                "--full-range is for symmetric grids; add --symmetric, or leave --full-range out"
+            )
+        if getattr(arguments, "narrow", False):
+            raise InvalidValueError(
+                "--full-range uses every code, -2**(n-1) included, which --narrow drops; use only one of them"
+            )
     if arguments.seed is not None and arguments.rounding != "stochastic":
         raise InvalidValueError(
             "--seed seeds stochastic rounding; add --rounding stochastic, or leave --seed out"
@@ -125,8 +134,8 @@ def quantization_options(arguments: argparse.Namespace, n_bits: int | None = Non
     for name in ("seed", "axis", "block_size"):
         if getattr(arguments, name) is not None:
             extras[name] = getattr(arguments, name)
-    for name in ("zero_in_range", "power_of_two_scale"):
-        if getattr(arguments, name):
+    for name in ("zero_in_range", "power_of_two_scale", "full_range"):
+        if getattr(arguments, name, False):
             extras[name] = True
     options = QuantizationOptions(
         arguments.n_bits if n_bits is None else n_bits,
@@ -344,11 +353,16 @@ def _apply_array(
         plan = quantizer.dequant_plan(values.dtype, values.shape)
         dtype = numpy.dtype(arguments.dtype) if arguments.dtype else restored_dtype(quantizer)
         restrict = restricted_dequant_plan
-    rng = quantizer.rng
+    rng = quantizer.rng  # stochastic noise by (seed, flat index): each row chunk takes its region
 
-    def run(part_plan: Any, chunk: numpy.ndarray) -> Any:  # in the output's dtype, in one pass
+    def run(part_plan: Any, chunk: numpy.ndarray, row: int = 0) -> Any:  # output dtype, one pass
         if quantize:
-            return quantize_with(part_plan, chunk, rng, dtype=dtype)
+            noise = (
+                rng
+                if rng is None or not chunk.ndim
+                else rng.region((row,) + (0,) * (chunk.ndim - 1), values.shape)
+            )
+            return quantize_with(part_plan, chunk, noise, dtype=dtype)
         _check_codes(chunk, name)
         return _restored(part_plan, chunk, dtype)
 
@@ -363,7 +377,7 @@ def _apply_array(
         slices = list(row_chunks(values.shape, arguments.chunk_size, row_multiple))
         with Progress(len(slices), quiet=arguments.quiet) as progress:
             for part in slices:
-                yield run(restrict(plan, (part, *rest)), numpy.asarray(values[part]))
+                yield run(restrict(plan, (part, *rest)), numpy.asarray(values[part]), part.start)
                 progress.advance()
 
     write_array(arguments.output, values.shape, dtype, fill(), replace=arguments.force)

@@ -328,6 +328,12 @@ def _add_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
         "--power-of-two-scale", action="store_true", help="round the scale up to a power of two"
     )
+    command.add_argument(
+        "--full-range",
+        action="store_true",
+        help="with --symmetric: spread max|x| over all 2**n levels, scale max|x| / ((2**n - 1) / 2) "
+        "(PyTorch's symmetric convention) instead of max|x| / (2**(n-1) - 1)",
+    )
 
 
 def _n_bits(text: str) -> int:

@@ -142,7 +142,7 @@ def report_rows(values: numpy.ndarray, arguments: argparse.Namespace, name: str)
         for row in rows:
             measured.setdefault(_fingerprint(row.quantizer) or id(row), row)
         measure = _Measurement(list(measured.values()), values)
-        concurrent = pool if all(row.quantizer.rng is None for row in rows) else None
+        concurrent = pool  # stochastic noise is a function of (seed, index): threads are safe
         for region in slices:
             measure.add(numpy.asarray(values[region]), region, concurrent)
             progress.advance(len(rows))
@@ -156,7 +156,7 @@ def report_rows(values: numpy.ndarray, arguments: argparse.Namespace, name: str)
 
 def _fingerprint(quantizer: UniformQuantizer) -> tuple[Any, ...] | None:
     """What ``quant`` depends on, as a key: equal keys, equal codes (None for stochastic
-    rounding, whose codes differ from draw to draw)."""
+    rounding: each of its rows is measured on its own)."""
     settings = quantizer.settings()
     if settings.rounding == "stochastic":
         return None
@@ -213,14 +213,16 @@ class _Measurement:
     A per-tensor quantizer measures the chunk as flat blocks of ``_BLOCK`` elements, with the
     plans of a 1-D array (per tensor, a code depends on its value only); a per-axis or per-block
     one (or one whose parameters numpy broadcasts) as blocks of rows, with the whole array's
-    plans restricted to them; a 0-d array is measured whole. Blocks may run in threads (not with
-    stochastic rounding, whose draws follow the order of the values); their sums are added in
-    the blocks' order, so the result does not depend on the threads.
+    plans restricted to them; a 0-d array is measured whole. Stochastic rounding's noise is that
+    of each element's flat index in the whole array, so it does not depend on the blocks. Blocks
+    may run in threads; their sums are added in the blocks' order, so the result does not depend
+    on the threads.
     """
 
     def __init__(self, rows: list[_Row], values: numpy.ndarray) -> None:
         self.rows, self.count, self.power = rows, 0, 0.0
         self._dtype = values.dtype
+        self._whole = values.shape
         per_row = math.prod(values.shape[1:]) if values.ndim > 1 else 1
         self._rows_per_block = max(1, _BLOCK // per_row)
         self._size = max(1, min(max(_BLOCK, per_row * self._rows_per_block), values.size))
@@ -243,8 +245,10 @@ class _Measurement:
     def add(self, chunk: numpy.ndarray, region: Any, pool: ThreadPoolExecutor | None) -> None:
         """Measure every quantizer on ``chunk``, the rows ``region`` of the array."""
         flat = chunk.reshape(-1)
+        offset = (region[0].start or 0) * math.prod(chunk.shape[1:]) if chunk.ndim else 0
         tasks: list[tuple[Any, ...]] = [
-            (self._flat_block, flat[start : start + _BLOCK]) for start in range(0, flat.size, _BLOCK)
+            (self._flat_block, flat[start : start + _BLOCK], offset + start)
+            for start in range(0, flat.size, _BLOCK)
         ]
         if self._grouped and not chunk.ndim:
             tasks.append((self._grouped_block, chunk, ()))
@@ -279,12 +283,13 @@ class _Measurement:
         numpy.copyto(original, values.reshape(-1), casting="unsafe")
         return original
 
-    def _flat_block(self, values: numpy.ndarray) -> _Sums:
+    def _flat_block(self, values: numpy.ndarray, offset: int) -> _Sums:
         original = self._original(values)
         sums = _Sums(self._flat, original.size, float(numpy.einsum("i,i->", original, original)))
         for index, row in enumerate(self._flat):
             quant_plan, dequant_plan = self._flat_plan(index, row, values.size)
-            sums.errors.append(self._error(row, quant_plan, dequant_plan, values, original))
+            origin = ((offset,), (math.prod(self._whole),))
+            sums.errors.append(self._error(row, quant_plan, dequant_plan, values, original, origin))
         return sums
 
     def _grouped_block(self, values: numpy.ndarray, part: Any) -> _Sums:
@@ -293,7 +298,8 @@ class _Measurement:
         for row in self._grouped:
             quant_plan = restricted_quant_plan(row.quant_plan, part) if part else row.quant_plan
             dequant_plan = restricted_dequant_plan(row.dequant_plan, part) if part else row.dequant_plan
-            sums.errors.append(self._error(row, quant_plan, dequant_plan, values, original))
+            origin = (tuple(piece.start or 0 for piece in part), self._whole) if part else None
+            sums.errors.append(self._error(row, quant_plan, dequant_plan, values, original, origin))
         return sums
 
     def _flat_plan(self, index: int, row: _Row, size: int) -> tuple[Any, Any]:
@@ -307,13 +313,23 @@ class _Measurement:
             return self._flat_plans[key]
 
     def _error(
-        self, row: _Row, quant_plan: Any, dequant_plan: Any, values: Any, original: Any
+        self,
+        row: _Row,
+        quant_plan: Any,
+        dequant_plan: Any,
+        values: Any,
+        original: Any,
+        origin: tuple[tuple[int, ...], tuple[int, ...]] | None,
     ) -> tuple[float, float]:
         """``(sum(e**2), max|e|)`` of ``e = dequant(quant(values)) - values`` (``original``: the
-        values as flat float64)."""
+        values as flat float64; ``origin``: their place in the whole array, as ``(offsets,
+        whole shape)``, None for the whole array)."""
         shape = numpy.shape(values)
         codes = self._buffer("codes", row.codes)[: original.size].reshape(shape)
-        quantize_with(quant_plan, values, row.quantizer.rng, out=codes)
+        noise = row.quantizer.rng
+        if noise is not None and origin is not None:
+            noise = noise.region(*origin)
+        quantize_with(quant_plan, values, noise, out=codes)
         error = self._buffer("restored", _FLOAT64)[: original.size]
         dequantize_with(dequant_plan, codes, out=error.reshape(shape))
         numpy.subtract(error, original, out=error)

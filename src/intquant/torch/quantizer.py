@@ -4,8 +4,8 @@
 ``torch.Tensor`` values with torch operations on the tensor's own device. Its codes are bit for bit
 those of ``quantizer.quant(tensor.cpu().numpy())``, and its dequantized values those of
 ``quantizer.dequant``. :func:`fake_quant` is quantize-then-dequantize with a straight-through
-gradient, for quantization-aware training. This module needs PyTorch (``pip install
-"intquant[torch]"``); ``import intquant`` never imports it.
+gradient, for quantization-aware training with a quantizer calibrated by intquant (for
+statistics computed in the training loop, see :class:`intquant.torch.FakeQuantize`).
 
 The formulas, with ``n = n_bits``, ``offset = 2**(n-1)`` for signed codes (else 0) and
 ``[low, high] = [-offset (+1 if narrow), 2**n - 1 - offset]``:
@@ -20,9 +20,9 @@ The formulas, with ``n = n_bits``, ``offset = 2**(n-1)`` for signed codes (else 
   ends swapped for a negative scale; everywhere without clipping) and 0 elsewhere.
 
 Every step runs in the dtype numpy 1.24 picks for it (value-based casting, see
-:mod:`intquant._promotion`), decided by intquant's own helpers; the scale and zero point are cast
-to those dtypes on the host, exactly as numpy casts them, and every operand of a torch operation
-has the operation's dtype, so no torch promotion rule is involved:
+:mod:`intquant._numpy124.promotion`), decided by intquant's own helpers; the scale and zero point
+are cast to those dtypes on the host, exactly as numpy casts them, and every operand of a torch
+operation has the operation's dtype, so no torch promotion rule is involved:
 
 * the division ``x / scale`` runs in ``D = result_type(x, scale)``: float32 values stay float32,
   float16 values stay float16 (float32 for a scale of 65000 or more), integer and bool values go
@@ -39,11 +39,17 @@ dtypes differ between blocks (rare: e.g. some zero points of 65536 or more with 
 the codes are computed once per dtype plan and the blocks are merged (exact: every float16/32
 code is exact in float64).
 
+:func:`fake_quant` reads the quantizer's parameters on the host once per call (kept on the
+device while they do not change) and computes with torch operations only, never reading values
+back: NaN values give NaN (where ``quant`` refuses them). Under ``torch.compile`` that host step
+is one graph break per call (:class:`intquant.torch.FakeQuantize` compiles without any).
+
 Fallbacks to intquant's numpy path (the tensor is copied to the host and the result back to the
 tensor's device): ``rounding="stochastic"`` (the random draws come from the quantizer's own
 generator, so the codes are those of a ``quantizer.quant`` call), and parameters of unusual types
 (a scale that is not a float, a zero point that is not a real number, a non-integer per-tensor
-offset, or array parameters without ``axis``/``block_size``).
+offset, or array parameters without ``axis``/``block_size``); :func:`fake_quant` also falls back
+for a scale that is not a float64 or a zero point that is not an integer.
 
 Only bool, integer and float16/32/64 tensors are accepted (the dtypes numpy has, so that the
 numpy quantizer defines the result); convert bfloat16 values with ``tensor.float()`` first. Steps
@@ -56,36 +62,20 @@ from __future__ import annotations
 import math
 import weakref
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, NamedTuple, Union
 
 import numpy
+import torch
 
 from intquant._core.execute import beyond_int64_error
 from intquant._core.formulas import convert_codes
 from intquant._core.plan import DequantPlan, QuantPlan, representable_range
-from intquant.errors import (
-    InvalidTypeError,
-    InvalidValueError,
-    MissingDependencyError,
-)
+from intquant.errors import InvalidTypeError, InvalidValueError
 from intquant.quantizer import UniformQuantizer
+from intquant.torch.checks import check_values
+from intquant.torch.kernels import DtypePair, dtype_pairs, fake_quantize, straight_through
 
-__all__ = ["TorchUnavailableError", "TorchUniformQuantizer", "fake_quant"]
-
-
-#: Raised when PyTorch is not installed (``pip install "intquant[torch]"``).
-TorchUnavailableError = MissingDependencyError
-
-
-try:
-    import torch
-except ModuleNotFoundError as error:
-    if error.name != "torch":  # torch is there but broken: its own error says more
-        raise
-    raise TorchUnavailableError(
-        "intquant.torch needs PyTorch, which is not installed. Install it with pip install "
-        '"intquant[torch]", or pick the build for your platform at https://pytorch.org.'
-    ) from error
+__all__ = ["TorchUniformQuantizer", "fake_quant"]
 
 #: The dtypes ``quant`` can return codes in, and their numpy twins (``convert_codes`` checks them).
 _CODE_DTYPES: dict[torch.dtype, numpy.dtype[Any]] = {
@@ -134,12 +124,10 @@ class _Step:
 
 @dataclass(frozen=True)
 class _OnDevice:
-    """A plan's parameters moved to one device: the steps, and (quant) the per-block bounds and
-    the representable range of fake_quant's gradient."""
+    """A plan's parameters moved to one device: the steps, and (quant) the per-block bounds."""
 
     steps: tuple[_Step, ...]
     bounds: tuple[torch.Tensor, torch.Tensor] | None
-    inside: tuple[torch.Tensor, torch.Tensor] | None
 
 
 class TorchUniformQuantizer:
@@ -292,37 +280,22 @@ class TorchUniformQuantizer:
         assert result is not None  # a plan has at least one step
         return result.reshape(tensor.shape)
 
-    def _inside(self, tensor: torch.Tensor) -> torch.Tensor | None:
-        """Where ``tensor`` lies in the representable range (bool, its shape); None: everywhere."""
-        plan = self.quantizer.quant_plan(_values_dtype(tensor, "values"), tuple(tensor.shape))
-        prepared = _prepared(plan, tensor.device)
-        if prepared.inside is None:
-            return None
-        lowest, highest = prepared.inside
-        values = tensor.detach().to(torch.float64)  # float16/32 values are exact in float64
-        if plan.layout is not None and plan.layout.view is not None:
-            values = values.reshape(plan.layout.view)
-        return ((values >= lowest) & (values <= highest)).reshape(tensor.shape)
-
 
 # -- fake quantization
 
 
-class _FakeQuantize(torch.autograd.Function):
-    """``dequant(quant(x))`` forward; straight-through gradient inside the representable range."""
+class _FakeQuantParameters(NamedTuple):
+    """A plan's parameters for :func:`fake_quant` on one device, laid out to broadcast against
+    the values (viewed as ``view`` when not None): float64 scale, int64 zero point, float64 code
+    bounds (None without clipping) and representable range of the values (the gradient's)."""
 
-    @staticmethod
-    def forward(ctx: Any, values: torch.Tensor, quantizer: TorchUniformQuantizer) -> torch.Tensor:
-        restored = quantizer.dequant(quantizer.quant(values)).to(values.dtype)
-        ctx.save_for_backward(quantizer._inside(values))
-        return restored
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
-        (inside,) = ctx.saved_tensors
-        if inside is None:  # no clipping: every value is representable
-            return grad, None
-        return grad.masked_fill(~inside, 0), None
+    scale: torch.Tensor
+    zero_point: torch.Tensor
+    bounds: tuple[torch.Tensor, torch.Tensor] | None
+    inside: tuple[torch.Tensor, torch.Tensor] | None
+    view: tuple[int, ...] | None
+    rounding: str
+    pairs: list[DtypePair] | None  # the dtype pairs the parameters need (None: float64 values)
 
 
 def fake_quant(
@@ -332,20 +305,26 @@ def fake_quant(
     gradient.
 
     Forward: the values the codes stand for, ``scale * (q - zero_point)`` with ``q`` the codes of
-    :meth:`TorchUniformQuantizer.quant`, cast to ``tensor``'s dtype. Backward (straight-through
-    estimator): the gradient passes unchanged where ``tensor`` lies in the representable range
-    ``[scale * (low - zero_point), scale * (high - zero_point)]`` (inclusive, compared in float64;
-    the ends swap for a negative scale) and is 0 outside, where clipping makes the output
-    constant. Without clipping (``no_clipping``, inferred QAT parameters) it passes everywhere.
-    Per-axis and per-block parameters give each block its own range.
+    :meth:`TorchUniformQuantizer.quant`, cast to ``tensor``'s dtype; NaN values give NaN (no
+    value is read back from the device). Backward (straight-through estimator): the gradient
+    passes unchanged where ``tensor`` lies in the representable range ``[scale * (low -
+    zero_point), scale * (high - zero_point)]`` (inclusive, compared in float64; the ends swap
+    for a negative scale) and is 0 outside, where clipping makes the output constant. Without
+    clipping (``no_clipping``, inferred QAT parameters) it passes everywhere. Per-axis and
+    per-block parameters give each block its own range.
+
+    The quantizer is read at every call (its parameters are moved to the device once while they
+    do not change). Under ``torch.compile`` that read is one graph break; the computation itself
+    is traced. For parameters computed in the training loop, without any graph break, use
+    :class:`intquant.torch.FakeQuantize` (``FakeQuantize.from_quantizer(quantizer)`` takes a
+    quantizer's parameters).
 
     Parameters
     ----------
     tensor : torch.Tensor
         Float16/32/64 values, on any device; may require gradients.
     quantizer : UniformQuantizer or TorchUniformQuantizer
-        Pass a :class:`TorchUniformQuantizer` to reuse its cached parameters across calls (a
-        training loop).
+        A quantizer with its parameters computed.
 
     Returns
     -------
@@ -357,7 +336,12 @@ def fake_quant(
     InvalidTypeError
         If ``tensor`` is not a float16/32/64 tensor, or ``quantizer`` is not a quantizer.
     InvalidValueError
-        As :meth:`TorchUniformQuantizer.quant` (NaN values, codes beyond int64, ...).
+        For parameters ``quant`` refuses (a zero or infinite scale, shapes that do not fit
+        per-axis/per-block parameters); with stochastic rounding or parameters of unusual types
+        (computed by intquant's numpy path), as :meth:`TorchUniformQuantizer.quant` (NaN values,
+        codes beyond int64).
+    MissingParameterError
+        If the scale, zero point or offset is not set.
 
     Examples
     --------
@@ -372,13 +356,110 @@ def fake_quant(
     [1.0, 1.0, 0.0]
     """
     wrapper = quantizer if isinstance(quantizer, TorchUniformQuantizer) else TorchUniformQuantizer(quantizer)
-    if _values_dtype(tensor, "values to fake-quantize").kind != "f":
-        raise InvalidTypeError(
-            f"fake_quant needs float16, float32 or float64 values; got {tensor.dtype} with shape "
-            f"{tuple(tensor.shape)}. Use TorchUniformQuantizer.quant for integer values."
+    check_values(tensor, "values to fake-quantize")  # (traced: no numpy in it)
+    parameters = _fake_quant_parameters(wrapper.quantizer, tensor)
+    gradient = tensor.requires_grad and torch.is_grad_enabled()
+    if parameters is None:
+        restored, inside = _numpy_fake_quant(wrapper.quantizer, tensor)
+    else:
+        values = tensor.detach()
+        if parameters.view is not None:
+            values = values.reshape(parameters.view)
+        restored, _ = fake_quantize(
+            values,
+            parameters.scale,
+            parameters.zero_point,
+            parameters.bounds,
+            parameters.rounding,
+            parameters.pairs,
+            mask=False,  # this gradient compares the values with the representable range:
         )
-    result: torch.Tensor = _FakeQuantize.apply(tensor, wrapper)  # type: ignore[no-untyped-call]
-    return result
+        inside = None
+        if gradient and parameters.inside is not None:
+            exact = values.to(torch.float64)  # float16/32 values are exact in float64
+            inside = ((exact >= parameters.inside[0]) & (exact <= parameters.inside[1])).reshape(tensor.shape)
+        restored = restored.reshape(tensor.shape)
+    return straight_through(tensor, restored, inside) if gradient else restored
+
+
+#: The fake-quant parameters of each live plan, per device (None: the numpy path computes it).
+_FAKE_QUANT: weakref.WeakKeyDictionary[Any, dict[torch.device, _FakeQuantParameters | None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # reads the quantizer (numpy) on the host
+def _fake_quant_parameters(quantizer: UniformQuantizer, tensor: torch.Tensor) -> _FakeQuantParameters | None:
+    """The quantizer's parameters for ``tensor`` on its device, or None for the numpy path."""
+    plan = quantizer.quant_plan(_values_dtype(tensor, "values"), tuple(tensor.shape))
+    per_device = _FAKE_QUANT.setdefault(plan, {})
+    if tensor.device not in per_device:
+        per_device[tensor.device] = _fake_quant_on_device(plan, tensor.device)
+    return per_device[tensor.device]
+
+
+def _fake_quant_on_device(plan: QuantPlan, device: torch.device) -> _FakeQuantParameters | None:
+    scale, zero_point = numpy.asarray(plan.scale), numpy.asarray(plan.zero_point)
+    if (
+        plan.generic
+        or plan.rounding == "stochastic"  # the quantizer's own generator draws
+        or scale.dtype != numpy.float64  # another float scale promotes 0-d values otherwise
+        or zero_point.dtype.kind not in "iu"
+        or (zero_point.dtype.kind == "u" and bool(numpy.any(zero_point > numpy.iinfo(numpy.int64).max)))
+    ):
+        return None
+    layout = plan.layout
+    if layout is not None:
+        scale = layout.laid_out(scale)
+        zero_point = layout.laid_out(numpy.broadcast_to(zero_point, layout.grid))
+    bounds = None
+    if plan.bounds is not None:
+        bounds = (
+            _on_device(numpy.asarray(plan.bounds[0], dtype=numpy.float64), device),
+            _on_device(numpy.asarray(plan.bounds[1], dtype=numpy.float64), device),
+        )
+    representable = representable_range(plan)
+    inside = None
+    if representable is not None:
+        inside = (_on_device(representable[0], device), _on_device(representable[1], device))
+    pairs = None
+    values_dtype = _torch_dtype(plan.values_dtype)
+    if not plan.scalar_input and values_dtype != torch.float64 and scale.size:
+        magnitude = numpy.abs(scale)
+        pairs = dtype_pairs(
+            values_dtype,
+            (float(magnitude.min()), float(magnitude.max())),
+            (int(zero_point.min()), int(zero_point.max())),
+        )
+    return _FakeQuantParameters(
+        _on_device(scale.astype(numpy.float64), device),
+        _on_device(zero_point.astype(numpy.int64), device),
+        bounds,
+        inside,
+        None if layout is None else layout.view,
+        plan.rounding,
+        pairs,
+    )
+
+
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # intquant's numpy path
+def _numpy_fake_quant(
+    quantizer: UniformQuantizer, tensor: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(restored, inside)`` computed by intquant's numpy ``quant`` and ``dequant``."""
+    host = tensor.detach().cpu().numpy()
+    plan = quantizer.quant_plan(host.dtype, host.shape)
+    restored = numpy.asarray(quantizer.dequant(quantizer.quant(host))).astype(host.dtype)
+    inside = None
+    representable = representable_range(plan)
+    if representable is not None:
+        exact = host.astype(numpy.float64)
+        low, high = representable
+        if plan.layout is not None and plan.layout.view is not None:
+            exact = exact.reshape(plan.layout.view)
+        inside_host = ((exact >= low) & (exact <= high)).reshape(host.shape)
+        inside = torch.from_numpy(inside_host).to(tensor.device)
+    return torch.from_numpy(restored).to(tensor.device), inside
 
 
 # -- helpers
@@ -469,7 +550,7 @@ def _prepare(plan: QuantPlan | DequantPlan, device: torch.device) -> _OnDevice:
             )
             for step in plan.steps
         )
-        return _OnDevice(steps, None, None)
+        return _OnDevice(steps, None)
     steps = tuple(
         _Step(_on_device(step.scale, device), _on_device(step.zero_point, device), _mask(step.blocks, device))
         for step in plan.steps
@@ -480,11 +561,7 @@ def _prepare(plan: QuantPlan | DequantPlan, device: torch.device) -> _OnDevice:
             _on_device(numpy.asarray(plan.bounds[0], dtype=numpy.float64), device),
             _on_device(numpy.asarray(plan.bounds[1], dtype=numpy.float64), device),
         )
-    inside_range = representable_range(plan)
-    inside = None
-    if inside_range is not None:
-        inside = (_on_device(inside_range[0], device), _on_device(inside_range[1], device))
-    return _OnDevice(steps, bounds, inside)
+    return _OnDevice(steps, bounds)
 
 
 def _mask(blocks: numpy.ndarray | None, device: torch.device) -> torch.Tensor | None:
