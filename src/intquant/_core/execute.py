@@ -30,6 +30,7 @@ from intquant.errors import InvalidTypeError, InvalidValueError
 __all__ = [
     "ROUNDERS",
     "beyond_int64_error",
+    "check_codes_out",
     "dequantize",
     "dequantize_with",
     "quantize",
@@ -346,6 +347,13 @@ _CODES_BUFFER = _Buffer("quant", "codes", "values to quantize", CODE_DTYPES, "va
 _VALUES_BUFFER = _Buffer(
     "dequant", "values", "codes to dequantize", (_FLOAT32, _FLOAT64), "qvalues.shape, dtype=numpy.float32"
 )
+
+
+def check_codes_out(out: Any, shape: tuple[int, ...], values: Any) -> None:
+    """Check that ``out`` can take codes of ``shape`` quantized from ``values`` (before writing):
+    a C-contiguous, writable numpy array of a codes dtype and that shape, not overlapping
+    ``values``."""
+    _check_out(out, shape, values, _CODES_BUFFER)
 
 
 def _check_out(out: Any, shape: tuple[int, ...], sources: Any, buffer: _Buffer) -> None:

@@ -44,6 +44,7 @@ from intquant import statistics as _statistics
 from intquant._core.calibrator import Calibrator
 from intquant._core.checks import as_real_array, check_loaded_statistics
 from intquant._core.codec import dump, dumps, loads_as
+from intquant._core.execute import check_codes_out
 from intquant._core.extras import extra_dump
 from intquant._core.foreign import is_dask_array
 from intquant._core.formulas import CODE_DTYPES, STABILITY_CONST, code_dtype
@@ -62,7 +63,7 @@ from intquant._core.members import (
 )
 from intquant._core.plan import CONCRETE_ML_1_9, QuantizerSettings
 from intquant.compat._codes import cast_codes, codes_as
-from intquant.errors import InvalidDtypeError, InvalidTypeError, InvalidValueError
+from intquant.errors import InvalidDtypeError, InvalidTypeError
 
 __all__ = [
     "STABILITY_CONST",
@@ -416,7 +417,7 @@ class UniformQuantizer(
             converted = codes_as(plan, operand, target)
         if out is None:
             return converted
-        _check_out(out, numpy.shape(converted), operand)
+        check_codes_out(out, numpy.shape(converted), operand)
         numpy.copyto(out, converted)
         return out
 
@@ -521,21 +522,3 @@ def _codes_dtype(dtype: Any) -> Any:
         return code_dtype(dtype)
     except InvalidTypeError as error:
         raise InvalidDtypeError(str(error)) from None
-
-
-def _check_out(out: numpy.ndarray, shape: tuple[int, ...], values: Any) -> None:
-    """Check that ``out`` can take codes of ``shape`` (before writing)."""
-    if out.shape != shape:
-        raise InvalidValueError(f"out has shape {out.shape}; the codes have shape {shape}.")
-    if not out.flags.c_contiguous:
-        raise InvalidValueError(
-            f"out must be C-contiguous (shape {out.shape}, strides {out.strides}); pass a buffer "
-            f"made by numpy.empty, or call quant without out and copy the codes."
-        )
-    if not out.flags.writeable:
-        raise InvalidValueError("out is read-only; pass a writable array.")
-    if numpy.shares_memory(out, values):
-        raise InvalidValueError(
-            "out overlaps the values to quantize: the codes would overwrite some of them before "
-            "they are read. Pass a separate buffer."
-        )
