@@ -65,13 +65,17 @@ docs: $(VENV)/.installed
 # Runtime on numpy 2, and those again with Concrete ML 1.7.0's own quantizers on numpy 1.24 (its
 # wheel is downloaded from PyPI into the temp dir, never installed). `make bench PEERS=--quick`
 # runs a subset of the peers in about a minute.
+# Integer layers (numpy, torch, ONNX Runtime) against the float64 matmul/conv of the same shapes:
+# `make bench INTEGER=--quick` skips the largest shape and times less (20 s instead of 35 s).
 PEERS ?=
 QAT ?=
+INTEGER ?=
 bench: $(VENV)/.installed $(OLDEST_VENV)/.installed
 	$(VENV)/bin/python benchmarks/bench.py
 	$(VENV)/bin/python benchmarks/peers.py --sections 2,3 $(PEERS)
 	$(VENV)/bin/python benchmarks/calibration_peers.py $(filter --quick,$(PEERS))
 	$(VENV)/bin/python benchmarks/torch_qat.py $(QAT)
+	$(VENV)/bin/python benchmarks/integer_layers.py $(INTEGER)
 	$(OLDEST_VENV)/bin/python benchmarks/peers.py $(PEERS)
 
 clean:

@@ -21,7 +21,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("intquant._core.*",),
     ("intquant.options", "intquant.statistics", "intquant.parameters", "intquant.quantizer",
      "intquant.quantized_array", "intquant.serialization", "intquant.quantizers", "intquant.compat.*"),
-    ("intquant.calibration.*", "intquant.metrics"),
+    ("intquant.calibration.*", "intquant.metrics", "intquant.packing"),
+    ("intquant.integer.*",),
     ("intquant", "intquant.torch.*", "intquant.onnx.*", "intquant.dask", "intquant.cli.*",
      "intquant.demo", "intquant.__main__"),
 )  # fmt: skip

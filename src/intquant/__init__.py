@@ -10,6 +10,7 @@ True
 
 from __future__ import annotations
 
+from intquant.packing import pack_codes, packed_size, unpack_codes
 from intquant.quantizers import (
     STABILITY_CONST,
     MinMaxQuantizationStats,
@@ -35,4 +36,7 @@ __all__ = [
     "dump",
     "loads",
     "load",
+    "pack_codes",
+    "unpack_codes",
+    "packed_size",
 ]

@@ -80,6 +80,11 @@ TAG_MODULES: dict[str, str] = {
     "intquant.MovingAverageMinMaxStats": "intquant.calibration.moving_average",
     "intquant.MSEStats": "intquant.calibration.mse",
     "intquant.EntropyStats": "intquant.calibration.entropy",
+    "intquant.IntegerLinear": "intquant.integer.linear",
+    "intquant.IntegerConv2d": "intquant.integer.conv",
+    "intquant.IntegerReLU": "intquant.integer.elements",
+    "intquant.IntegerFlatten": "intquant.integer.elements",
+    "intquant.IntegerNetwork": "intquant.integer.network",
     # written by intquant 0.1 (before tags were versioned): read as format version 0
     "PercentileStats": "intquant.calibration.percentile",
     "MovingAverageMinMaxStats": "intquant.calibration.moving_average",

@@ -48,10 +48,12 @@ __all__ = [
     "MIN_SIZE",
     "NAN_FOUND",
     "avx512_element_at",
+    "cast_codes",
     "dequantize_codes",
     "enabled",
     "introsort_element_at",
     "quantize_floats",
+    "requantize_product",
     "float_range",
     "round_cents",
     "sorted_rows_elements_at",
@@ -213,6 +215,58 @@ def quantize_floats(
     # NAN_FOUND outranks BEYOND_INT64, as on the plain path.
     status = max(_run_slices(quantize, flat.size, parts))
     return target.reshape(numpy.shape(values))[()], status  # a 0-d input gives a scalar
+
+
+def cast_codes(codes: numpy.ndarray, dtype: Any) -> tuple[numpy.ndarray, int, int]:
+    """Non-empty integer ``codes`` cast to ``dtype`` (a new C-contiguous array of their shape;
+    exact: the caller picks a dtype that holds them) and their ``(min, max)``, in one pass."""
+    loop = _loops().cast_codes_range
+    flat = numpy.ravel(codes)
+    cast = numpy.empty(flat.size, dtype=dtype)
+
+    def run(part: int, start: int, stop: int) -> tuple[int, int]:
+        low, high = loop(flat, cast, start, stop)
+        return int(low), int(high)
+
+    ranges = _run_slices(run, flat.size, _parts(flat.size))
+    return cast.reshape(numpy.shape(codes)), min(low for low, _ in ranges), max(high for _, high in ranges)
+
+
+def requantize_product(
+    product: numpy.ndarray,
+    constant: numpy.ndarray,
+    multiplier: numpy.ndarray,
+    shift: numpy.ndarray,
+    integer_formula: bool,
+    rounding: int,
+    zero_point: int,
+    output_range: tuple[int, int],
+    codes: numpy.ndarray,
+) -> None:
+    """Output codes of the C-contiguous product ``(R, O)`` (float32, float64 or int64) written to
+    the int64 ``codes`` ``(B, O, P)`` with ``R = B * P``, in one pass: see
+    ``loops.requantize_product_rows`` (rows cut into one slice per thread when large)."""
+    loop = _loops().requantize_product_rows
+    low, high = output_range
+    rows = product.shape[0]
+
+    def run(part: int, start: int, stop: int) -> None:
+        loop(
+            product,
+            constant,
+            multiplier,
+            shift,
+            integer_formula,
+            rounding,
+            zero_point,
+            low,
+            high,
+            codes,
+            start,
+            stop,
+        )
+
+    _run_slices(run, rows, _parts(product.size) if rows > 1 else 1)
 
 
 def dequantize_codes(

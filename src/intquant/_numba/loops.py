@@ -242,3 +242,66 @@ def introsort_loop(work, position, left_stops, right_stops):
             high = left - 1
         else:
             low = left + 1
+
+
+# Integer layers (intquant.integer): the input codes cast for the product with their range, and
+# the product turned into output codes in one pass (intquant.integer.fused).
+@jit
+def cast_codes_range(codes, cast, start, stop):
+    # cast[i] = codes[i] (integer codes into the float/int64 product dtype, exact: the caller
+    # chose a dtype that holds every accepted code) and the (min, max) of the slice as int64.
+    source = codes[start:stop]
+    target = cast[start:stop]
+    low = numpy.int64(source[0])
+    high = low
+    for index in range(source.size):
+        code = numpy.int64(source[index])
+        low = min(low, code)
+        high = max(high, code)
+        target[index] = source[index]
+    return low, high
+
+
+@jit
+def requantize_product_rows(
+    product, constant, multiplier, shift, integer_formula, rounding, zero_point, low, high, codes, start, stop
+):
+    # Rows [start, stop) of product (R, O): acc = int64(product) + constant[o], then the plan's
+    # formula (intquant.integer.plan), stored at codes[r // P, o, r % P] (codes is (B, O, P),
+    # R = B * P: P = 1 for a linear layer's (..., O), H_out * W_out for a convolution's NCHW).
+    # rounding: 0 half_even, 1 half_away, 2 half_up. The same int64/float64 operations, in the
+    # same order, as intquant.integer.requantize's numpy executor.
+    channels = product.shape[1]
+    positions = codes.shape[2]
+    bottom = numpy.int64(low - zero_point)
+    top = numpy.int64(high - zero_point)
+    for row in range(start, stop):
+        batch = row // positions
+        position = row - batch * positions
+        for channel in range(channels):
+            acc = numpy.int64(product[row, channel]) + constant[channel]
+            steps = shift[channel]
+            if integer_formula:
+                value = acc * numpy.int64(multiplier[channel])
+                rounded_rule = rounding
+            else:
+                value = acc
+                rounded_rule = 2
+            if steps <= 0:
+                value = value << -steps
+            else:
+                floor = value >> steps
+                remainder = value & ((numpy.int64(1) << steps) - 1)
+                half = numpy.int64(1) << (steps - 1)
+                if rounded_rule == 0:
+                    value = floor + (remainder > half - (floor & 1))
+                elif rounded_rule == 1:
+                    value = floor + (remainder > half - (value >= 0))
+                else:
+                    value = floor + (remainder >= half)
+            if integer_formula:
+                code = min(max(value, bottom), top)
+            else:
+                scaled = numpy.float64(value) * numpy.float64(multiplier[channel])
+                code = numpy.int64(numpy.rint(min(max(scaled, numpy.float64(bottom)), numpy.float64(top))))
+            codes[batch, channel, position] = code + zero_point

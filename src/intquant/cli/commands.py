@@ -5,7 +5,10 @@ An array (a ``.npy`` file, an archive's member, a ``.csv`` file) is processed in
 so a memory-mapped ``.npy`` file larger than memory works; a whole archive (a checkpoint) is
 processed array by array, each array in memory. Quantizing and dequantizing execute the
 quantizer's plan for the whole array (which checks the array against the quantizer's block
-grid, as the Python API does) restricted to each chunk.
+grid, as the Python API does) restricted to each chunk. ``quantize --pack`` packs each array's
+codes to the quantizer's bits (:mod:`intquant.packing`) in a ``.npz`` or ``.safetensors`` file
+that records the layout (:func:`intquant.cli.files.write_archive`); reading it unpacks them, so
+``dequantize`` takes such a file as it takes unpacked codes.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from intquant._core.plan import restricted_dequant_plan, restricted_quant_plan
 from intquant.cli.collect import DEFAULT_PERCENTILE, Collector, check_granularity, collector
 from intquant.cli.files import (
     ARCHIVE_FORMATS,
+    PACKED_RECORD,
     InputSpec,
     check_output,
     checked_numbers,
@@ -48,6 +52,7 @@ from intquant.cli.quantizer_file import (
 )
 from intquant.errors import InvalidTypeError, InvalidValueError
 from intquant.options import QuantizationOptions
+from intquant.packing import MAX_PACKED_BITS, code_range
 from intquant.quantizer import UniformQuantizer
 
 __all__ = [
@@ -61,6 +66,7 @@ __all__ = [
     "codes_dtype",
     "dequantize_command",
     "demo_command",
+    "pack_width",
     "percentile_of",
     "quantization_options",
     "quantize_command",
@@ -271,8 +277,13 @@ def _apply(arguments: argparse.Namespace, *, quantize: bool) -> int:
     spec = parse_input(arguments.input)
     output = arguments.output
     what = "codes" if quantize else "restored values"
-    if spec.is_checkpoint:
-        output_format(output, ARCHIVE_FORMATS, f"a checkpoint's {what}")
+    pack = quantize and arguments.pack
+    if pack:
+        _check_pack_flags(arguments)
+    if spec.is_checkpoint or pack:
+        output_format(
+            output, ARCHIVE_FORMATS, f"a checkpoint's {what}" if spec.is_checkpoint else "packed codes"
+        )
     else:
         output_format(output, ARRAY_OUTPUTS, what)
     check_output(output, [spec.path, arguments.quantizer], arguments.force)
@@ -283,8 +294,90 @@ def _apply(arguments: argparse.Namespace, *, quantize: bool) -> int:
     quantizer = _quantizer_for(quantizers, spec, arguments.quantizer)
     if quantize:
         _seeded([quantizer], arguments.seed)
+    if pack:
+        return _pack_array(values, quantizer, spec, arguments)
     dtype = _apply_array(values, quantizer, arguments, quantize, spec.text)
     print(f"wrote {values.shape} {dtype} {what} to {output}")
+    return 0
+
+
+def _check_pack_flags(arguments: argparse.Namespace) -> None:
+    """Refuse what ``--pack`` cannot write: an array format (no room for the layout's record)
+    and float codes."""
+    suffix = arguments.output.suffix.lower()
+    if suffix not in ARCHIVE_FORMATS:
+        got = f"-o {arguments.output}" if suffix else f"-o {arguments.output} (no extension)"
+        raise InvalidValueError(
+            f"--pack writes .npz or .safetensors, which record how the codes are packed; got {got}. "
+            f"Name the output *.npz"
+        )
+    if arguments.dtype != "smallest" and numpy.dtype(arguments.dtype).kind == "f":
+        raise InvalidValueError(
+            f"--pack packs integer codes; --dtype {arguments.dtype} is a float dtype. Leave --dtype out, "
+            f"or name an integer dtype"
+        )
+
+
+def pack_width(quantizer: UniformQuantizer, plan: Any, name: str) -> tuple[int, bool]:
+    """``(n_bits, signed)`` of ``--pack`` for the codes of ``plan``: the quantizer's bits, signed
+    when its codes go below 0 (``--signed``, ``--symmetric``).
+
+    Raises
+    ------
+    InvalidValueError
+        For more than 8 bits, or a quantizer that does not clip its codes to its bits (its codes
+        could fall outside them).
+    """
+    n_bits = int(getattr(quantizer, "n_bits", 0))  # without n_bits, there is no clipping (span None)
+    if n_bits > MAX_PACKED_BITS:
+        raise InvalidValueError(
+            f"{name}: --pack packs codes of 1 to {MAX_PACKED_BITS} bits; this quantizer's have {n_bits} "
+            f"(wider codes are whole bytes already: leave out --pack)"
+        )
+    if plan.span is None or not n_bits:
+        raise InvalidValueError(
+            f"{name}: --pack needs codes clipped to the quantizer's bits, and this quantizer "
+            f"does not clip them (no clipping, or QAT parameters inferred from the values); leave out --pack"
+        )
+    low, high = plan.span
+    signed = low < 0
+    first, last = code_range(n_bits, signed=signed)
+    if low < first or high > last:
+        raise InvalidValueError(
+            f"{name}: this quantizer's codes, {low} to {high}, do not fit {n_bits} bits "
+            f"({first} to {last}); leave out --pack"
+        )
+    return n_bits, signed
+
+
+def _pack_array(
+    values: numpy.ndarray, quantizer: UniformQuantizer, spec: InputSpec, arguments: argparse.Namespace
+) -> int:
+    """``quantize --pack`` of one array: an archive holding its packed codes under the array's
+    name (its member name, or the input file's stem)."""
+    name = spec.member if spec.member is not None else spec.path.stem
+    if name == PACKED_RECORD:
+        raise InvalidValueError(f"{spec.text}: the name {PACKED_RECORD} is reserved for the packing record")
+    work, dtype, packing = _array_work(quantizer, values.shape, values.dtype, arguments, True, spec.text)
+    packed = {} if packing is None else {name: packing}  # always one: --pack
+    with Progress(1, quiet=arguments.quiet, unit="array") as progress:
+
+        def arrays() -> Iterator[numpy.ndarray]:
+            yield work(values)
+            progress.advance()
+
+        write_archive(
+            arguments.output,
+            [(name, values.shape, dtype)],
+            arrays(),
+            replace=arguments.force,
+            packed=packed,
+        )
+    for n_bits, signed in packed.values():
+        print(
+            f"wrote {values.shape} {dtype} codes packed to {n_bits} bits "
+            f"({'signed' if signed else 'unsigned'}) as {name!r} to {arguments.output}"
+        )
     return 0
 
 
@@ -433,13 +526,15 @@ def _apply_checkpoint(
                 f"does not hold (it holds {', '.join(archive.names)}); use the quantizers "
                 f"calibrated on this checkpoint"
             )
-        layout, work = [], {}
+        layout, work, packed = [], {}, {}
         for name in archive.names:
             shape, dtype = archive.header(name)
             if name in quantizers:
-                work[name], dtype = _array_work(
+                work[name], dtype, packing = _array_work(
                     quantizers[name], shape, dtype, arguments, quantize, f"{spec.path}:{name}"
                 )
+                if packing is not None:
+                    packed[name] = packing
             layout.append((name, shape, dtype))
 
         def arrays() -> Iterator[numpy.ndarray]:
@@ -449,10 +544,13 @@ def _apply_checkpoint(
                     yield work[name](checked_numbers(array, f"{spec.path}:{name}")) if name in work else array
                     progress.advance()
 
-        write_archive(arguments.output, layout, arrays(), replace=arguments.force)
+        write_archive(arguments.output, layout, arrays(), replace=arguments.force, packed=packed)
     kept = [name for name in archive.names if name not in quantizers]
     what = "codes" if quantize else "restored values"
     print(f"wrote the {what} of {len(quantizers)} arrays to {arguments.output}")
+    if packed:
+        widths = sorted({n_bits for n_bits, _ in packed.values()})
+        print(f"packed to {', '.join(map(str, widths))} bits per code (intquant dequantize unpacks them)")
     if kept:
         print(f"copied {len(kept)} arrays without a quantizer unchanged: {', '.join(kept)}")
     return 0
@@ -465,9 +563,10 @@ def _array_work(
     arguments: argparse.Namespace,
     quantize: bool,
     name: str,
-) -> tuple[Callable[[numpy.ndarray], Any], numpy.dtype[Any]]:
-    """What to do to one array of a checkpoint, and the dtype it is written in (the plan is made
-    now: a misfit shape is refused, naming the array, before anything is written)."""
+) -> tuple[Callable[[numpy.ndarray], Any], numpy.dtype[Any], tuple[int, bool] | None]:
+    """What to do to one array of a checkpoint, the dtype it is written in and, with ``--pack``,
+    its packing (n_bits, signed) (the plan is made now: a misfit shape, or codes ``--pack``
+    cannot pack, are refused, naming the array, before anything is written)."""
     try:
         plan: Any = (quantizer.quant_plan if quantize else quantizer.dequant_plan)(dtype, shape)
         if quantize:
@@ -475,15 +574,16 @@ def _array_work(
     except (InvalidValueError, InvalidTypeError) as error:
         raise type(error)(f"{name}: {error}") from error
     if quantize:
+        packing = pack_width(quantizer, plan, name) if arguments.pack else None
         rng = quantizer.rng
-        return (lambda array: quantize_with(plan, array, rng, dtype=target)), target
+        return (lambda array: quantize_with(plan, array, rng, dtype=target)), target, packing
     target = numpy.dtype(arguments.dtype) if arguments.dtype else restored_dtype(quantizer)
 
     def restore(codes: numpy.ndarray) -> Any:
         _check_codes(codes, name)
         return _restored(plan, codes, target)
 
-    return restore, target
+    return restore, target, None
 
 
 # -- demo

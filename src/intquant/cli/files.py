@@ -17,6 +17,14 @@ published with a no-replace operation, so a file that appeared at the output whi
 written is never replaced. An input is never an output. The extension of an output names its
 format (:func:`output_format`): ``.npy`` or ``.csv`` for an array, ``.npz`` or ``.safetensors``
 for a checkpoint, ``.json`` for quantizers.
+
+Packed codes: :func:`write_archive` can store integer arrays packed to 1-8 bits
+(:mod:`intquant.packing`, layout ``intquant.packed-le-v1``), each as a 1-D uint8 array, and
+records how in the file itself: a ``.npz`` member ``__intquant_packed__`` (a JSON string, 0-d
+unicode array), a ``.safetensors`` ``__metadata__`` entry of that name. The record is JSON,
+``{"layout": "intquant.packed-le-v1", "arrays": {NAME: {"n_bits", "signed", "shape",
+"dtype"}}}``. :func:`open_archive` reads it (strictly: a record that does not match the file is
+refused) and unpacks such arrays as they are read, so every command sees the codes themselves.
 """
 
 from __future__ import annotations
@@ -34,20 +42,23 @@ import tokenize
 import warnings
 import zipfile
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import numpy
 
-from intquant.errors import InvalidValueError, MissingDependencyError
+from intquant.errors import InvalidValueError, MissingDependencyError, SerializationError
+from intquant.packing import LAYOUT, code_range, pack_codes, packed_size, unpack_codes
 
 __all__ = [
     "ARCHIVE_FORMATS",
     "Archive",
     "InputSpec",
     "INPUT_FORMATS",
+    "PACKED_RECORD",
+    "PackedArray",
     "check_output",
     "checked_numbers",
     "load_array",
@@ -89,6 +100,13 @@ _SAFETENSORS_DTYPES = {
     "U32": "uint32", "I32": "int32", "F32": "float32", "U64": "uint64", "I64": "int64", "F64": "float64",
 }  # fmt: skip
 _SAFETENSORS_NAMES = {numpy.dtype(name): code for code, name in _SAFETENSORS_DTYPES.items()}
+#: The packing record's name: a ``.npz`` member (``__intquant_packed__.npy``, so this array name
+#: is reserved in ``.npz`` files) and a key of a ``.safetensors`` file's ``__metadata__``.
+PACKED_RECORD = "__intquant_packed__"
+#: The dtypes packed codes are restored in (those ``quantize --dtype`` writes integer codes in).
+_PACKED_DTYPES = ("int8", "uint8", "int16", "uint16", "int32", "uint32", "int64")
+#: A packing record larger than this is refused before it is read.
+_MAX_RECORD_BYTES = 64 << 20
 #: ``printf`` formats that write each dtype's values so that they read back exactly.
 _CSV_FORMATS = {"f2": "%.5g", "f4": "%.9g", "f8": "%.17g"}
 
@@ -225,6 +243,8 @@ class Archive:
 
     path: Path
     names: list[str]
+    #: The packing record's JSON text, None when the file has none (see the module).
+    packed_record: str | None = None
 
     def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:  # pragma: no cover
         raise NotImplementedError
@@ -251,7 +271,7 @@ def open_archive(spec: InputSpec) -> Iterator[Archive]:
     if spec.suffix == ".npz":
         try:
             with zipfile.ZipFile(spec.path) as archive:
-                yield _NpzArchive(spec.path, archive)
+                yield _unpacking(_NpzArchive(spec.path, archive))
         except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:
             # RuntimeError: an encrypted member, or (NotImplementedError) an unknown compression
             raise InvalidValueError(f"{spec.path}: not a valid .npz file: {error}") from error
@@ -268,7 +288,7 @@ def open_archive(spec: InputSpec) -> Iterator[Archive]:
     except Exception as error:  # safetensors raises its own SafetensorError on a bad header
         raise InvalidValueError(f"{spec.path}: not a valid .safetensors file: {error}") from error
     with handle:
-        yield _SafetensorsArchive(spec.path, handle)
+        yield _unpacking(_SafetensorsArchive(spec.path, handle))
 
 
 class _NpzArchive(Archive):
@@ -276,7 +296,10 @@ class _NpzArchive(Archive):
         self.path = path
         self._archive = archive
         self._members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+        record = self._members.pop(PACKED_RECORD, None)
         self.names = list(self._members)
+        if record is not None:
+            self.packed_record = _npz_record(archive, record, f"{path}:{PACKED_RECORD}")
 
     def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:
         if name not in self._members:
@@ -341,11 +364,28 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> 
             raise InvalidValueError(f"{name}: cannot read it: {error}") from error
 
 
+def _npz_record(archive: zipfile.ZipFile, info: zipfile.ZipInfo, name: str) -> str:
+    """The packing record of a ``.npz`` file: its member's JSON text (a 0-d unicode array)."""
+    if info.file_size > _MAX_RECORD_BYTES:
+        raise SerializationError(
+            f"{name}: a packing record of {info.file_size} bytes is refused (at most {_MAX_RECORD_BYTES})"
+        )
+    array = _read_member(archive, info, name)
+    if array.dtype.kind != "U" or array.ndim != 0:
+        raise SerializationError(
+            f"{name}: expected the packing record intquant writes, a JSON string (a 0-d unicode "
+            f"array); got dtype {array.dtype}, shape {array.shape}. The name {PACKED_RECORD} is "
+            f"reserved in .npz files"
+        )
+    return str(array[()])
+
+
 class _SafetensorsArchive(Archive):
     def __init__(self, path: Path, handle: Any) -> None:
         self.path = path
         self._handle = handle
         self.names = list(handle.keys())
+        self.packed_record = (handle.metadata() or {}).get(PACKED_RECORD)
 
     def _code(self, name: str) -> tuple[tuple[int, ...], str]:
         if name not in self.names:
@@ -369,6 +409,153 @@ class _SafetensorsArchive(Archive):
             return numpy.asarray(self._handle.get_tensor(name))
         except Exception as error:  # safetensors' own errors
             raise InvalidValueError(f"{self.path}:{name}: cannot read it: {error}") from error
+
+
+@dataclass(frozen=True)
+class PackedArray:
+    """How one array of an archive is stored packed: ``shape`` codes of ``n_bits`` bits
+    (``signed`` or not), restored as ``dtype``; stored as ``packed_size(prod(shape), n_bits)``
+    uint8 bytes (layout :data:`intquant.packing.LAYOUT`)."""
+
+    n_bits: int
+    signed: bool
+    shape: tuple[int, ...]
+    dtype: numpy.dtype[Any]
+
+    @property
+    def stored_shape(self) -> tuple[int]:
+        """The shape of the bytes stored: ``(packed_size(prod(shape), n_bits),)``."""
+        return (packed_size(math.prod(self.shape), self.n_bits),)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record's entry for this array."""
+        return {
+            "n_bits": self.n_bits,
+            "signed": self.signed,
+            "shape": list(self.shape),
+            "dtype": self.dtype.name,
+        }
+
+
+class _PackedArchive(Archive):
+    """An archive whose packed arrays (those of its packing record) read as the codes they hold."""
+
+    def __init__(self, raw: Archive, entries: dict[str, PackedArray]) -> None:
+        self.path = raw.path
+        self.names = raw.names
+        self.packed_record = raw.packed_record
+        self._raw = raw
+        self._entries = entries
+
+    def header(self, name: str) -> tuple[tuple[int, ...], numpy.dtype[Any]]:
+        entry = self._entries.get(name)
+        return self._raw.header(name) if entry is None else (entry.shape, entry.dtype)
+
+    def read(self, name: str) -> numpy.ndarray:
+        entry = self._entries.get(name)
+        if entry is None:
+            return self._raw.read(name)
+        data = self._raw.read(name)
+        if data.shape != entry.stored_shape or data.dtype != numpy.uint8:
+            raise SerializationError(
+                f"{self.path}:{name}: the packing record says {entry.stored_shape} uint8 bytes; "
+                f"the file holds {data.shape} {data.dtype}"
+            )
+        _check_memory(math.prod(entry.shape) * 8, f"{self.path}:{name}")
+        try:
+            codes = unpack_codes(data, entry.n_bits, signed=entry.signed, shape=entry.shape)
+        except InvalidValueError as error:
+            raise InvalidValueError(f"{self.path}:{name}: {error}") from error
+        return codes.astype(entry.dtype)
+
+
+def _unpacking(archive: Archive) -> Archive:
+    """``archive`` itself, or, when it has a packing record, the archive that unpacks its packed
+    arrays (the record checked against the file first)."""
+    if archive.packed_record is None:
+        return archive
+    entries = _parse_record(archive.packed_record, f"{archive.path}: the packing record ({PACKED_RECORD})")
+    for name, entry in entries.items():
+        if name not in archive.names:
+            raise SerializationError(
+                f"{archive.path}: the packing record ({PACKED_RECORD}) names an array {name!r} that "
+                f"the file does not hold; it holds {_listed(archive.names)}"
+            )
+        shape, dtype = archive.header(name)
+        if shape != entry.stored_shape or dtype != numpy.uint8:
+            raise SerializationError(
+                f"{archive.path}:{name}: the packing record says {entry.stored_shape} uint8 bytes "
+                f"({math.prod(entry.shape)} codes of {entry.n_bits} bits); the file holds {shape} {dtype}"
+            )
+    return _PackedArchive(archive, entries)
+
+
+def _parse_record(text: str, where: str) -> dict[str, PackedArray]:
+    """The entries of a packing record's JSON text, each field checked (nothing is evaluated)."""
+    try:
+        record = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as error:
+        raise SerializationError(f"{where} is not valid JSON: {error}") from None
+    _check_keys(record, ("layout", "arrays"), where)
+    if record["layout"] != LAYOUT:
+        raise SerializationError(
+            f"{where} has layout {_brief(record['layout'])}; this intquant reads {LAYOUT!r} (a newer "
+            f"intquant may have written the file)"
+        )
+    if not isinstance(record["arrays"], dict):
+        raise SerializationError(
+            f'{where}: "arrays" must be an object of name -> layout; got {_brief(record["arrays"])}'
+        )
+    return {
+        name: _packed_entry(entry, f"{where}, array {name!r}") for name, entry in record["arrays"].items()
+    }
+
+
+def _packed_entry(entry: Any, where: str) -> PackedArray:
+    _check_keys(entry, ("n_bits", "signed", "shape", "dtype"), where)
+    n_bits, signed, shape, dtype = entry["n_bits"], entry["signed"], entry["shape"], entry["dtype"]
+    if type(n_bits) is not int or not 1 <= n_bits <= 8:
+        raise SerializationError(f'{where}: "n_bits" must be an int in [1, 8]; got {_brief(n_bits)}')
+    if type(signed) is not bool:
+        raise SerializationError(f'{where}: "signed" must be true or false; got {_brief(signed)}')
+    if not isinstance(shape, list) or any(type(extent) is not int or extent < 0 for extent in shape):
+        raise SerializationError(f'{where}: "shape" must be a list of ints >= 0; got {_brief(shape)}')
+    if dtype not in _PACKED_DTYPES:
+        raise SerializationError(
+            f'{where}: "dtype" must be one of {", ".join(_PACKED_DTYPES)}; got {_brief(dtype)}'
+        )
+    low, high = code_range(n_bits, signed=signed)
+    info = numpy.iinfo(dtype)
+    if low < info.min or high > info.max:
+        raise SerializationError(
+            f'{where}: "dtype" {dtype} cannot hold {n_bits}-bit {"signed" if signed else "unsigned"} '
+            f"codes ({low} to {high})"
+        )
+    return PackedArray(n_bits, signed, tuple(shape), numpy.dtype(dtype))
+
+
+def _brief(value: Any, limit: int = 80) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a tampered record may hold anything)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's pairs as a dict; a key given twice is refused (JSON would keep the last)."""
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"repeated key {key!r}")
+        result[key] = value
+    return result
+
+
+def _check_keys(value: Any, keys: tuple[str, ...], where: str) -> None:
+    if not isinstance(value, dict) or set(value) != set(keys):
+        got = sorted(value) if isinstance(value, dict) else type(value).__name__
+        raise SerializationError(
+            f"{where} must be an object with exactly the keys {', '.join(keys)}; got {got}"
+        )
 
 
 def _check_memory(size: int, name: str) -> None:
@@ -621,6 +808,7 @@ def write_archive(
     arrays: Iterable[numpy.ndarray],
     *,
     replace: bool = False,
+    packed: Mapping[str, tuple[int, bool]] | None = None,
 ) -> None:
     """Create the ``.npz`` or ``.safetensors`` file ``path`` (its extension says which) atomically:
     ``arrays`` are the arrays of ``layout`` (name, shape, dtype), in its order, produced one at a
@@ -628,20 +816,73 @@ def write_archive(
 
     A ``.npz`` file is what :func:`numpy.savez` writes (uncompressed members ``name.npy``); a
     ``.safetensors`` file has the header (8 bytes of its little-endian length, then JSON: each
-    name's ``dtype``, ``shape`` and ``data_offsets``, padded with spaces to a multiple of 8 bytes)
-    and then the arrays' little-endian bytes, in the layout's order.
+    name's ``dtype``, ``shape`` and ``data_offsets``, and ``__metadata__`` when there is a packing
+    record, padded with spaces to a multiple of 8 bytes) and then the arrays' little-endian bytes,
+    in the layout's order.
+
+    ``packed`` maps names of integer arrays to ``(n_bits, signed)``: those are stored packed
+    (:func:`intquant.packing.pack_codes`) and the packing record says how (see the module), so
+    :func:`open_archive` reads them back as they were given, in their layout dtype.
     """
     safetensors = path.suffix.lower() == ".safetensors"
+    entries = _packed_entries(path, layout, packed or {})
+    if not safetensors and any(name == PACKED_RECORD for name, _, _ in layout):
+        raise InvalidValueError(
+            f"{path}: an array named {PACKED_RECORD} cannot be written to a .npz file, where the name "
+            f"holds the record of packed codes; rename it, or write .safetensors"
+        )
+    stored = [
+        (name, entries[name].stored_shape, numpy.dtype(numpy.uint8))
+        if name in entries
+        else (name, shape, dtype)
+        for name, shape, dtype in layout
+    ]
     if safetensors:
-        unsupported = [f"{name} ({dtype})" for name, _, dtype in layout if _safetensors_code(dtype) is None]
+        unsupported = [f"{name} ({dtype})" for name, _, dtype in stored if _safetensors_code(dtype) is None]
         if unsupported:
             raise InvalidValueError(f"{path}: safetensors cannot hold {', '.join(unsupported)}")
+    record = None
+    if entries:
+        arrays_record = {name: entry.to_json() for name, entry in entries.items()}
+        record = json.dumps({"layout": LAYOUT, "arrays": arrays_record}, separators=(",", ":"))
+
+    def contents() -> Iterator[numpy.ndarray]:  # each array checked against the layout, then packed
+        for name, array in _layout_arrays(layout, arrays):
+            entry = entries.get(name)
+            yield array if entry is None else pack_codes(array, entry.n_bits, signed=entry.signed)
 
     def write(temporary: Path) -> None:
         with temporary.open("wb") as file:
-            (_write_safetensors if safetensors else _write_npz)(file, layout, arrays)
+            if safetensors:
+                _write_safetensors(
+                    file, stored, contents(), None if record is None else {PACKED_RECORD: record}
+                )
+            else:
+                _write_npz(file, stored, contents(), record)
 
     write_file(path, path.suffix, write, replace=replace)
+
+
+def _packed_entries(
+    path: Path,
+    layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
+    packed: Mapping[str, tuple[int, bool]],
+) -> dict[str, PackedArray]:
+    """The record entries of the arrays ``packed`` names (each an integer array of ``layout``
+    whose dtype holds its codes)."""
+    dtypes = {name: (tuple(shape), numpy.dtype(dtype)) for name, shape, dtype in layout}
+    entries = {}
+    for name, (n_bits, signed) in packed.items():
+        if name not in dtypes:
+            raise ValueError(f"{path}: cannot pack {name!r}, which is not an array of the layout")
+        shape, dtype = dtypes[name]
+        if dtype.name not in _PACKED_DTYPES:
+            raise InvalidValueError(f"{path}: {name} is written as {dtype}; packed codes are integers")
+        entry = _packed_entry(
+            {"n_bits": n_bits, "signed": signed, "shape": list(shape), "dtype": dtype.name}, f"{path}: {name}"
+        )
+        entries[name] = entry
+    return entries
 
 
 def _layout_arrays(
@@ -663,11 +904,17 @@ def _write_npz(
     file: IO[bytes],
     layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
     arrays: Iterable[numpy.ndarray],
+    record: str | None = None,
 ) -> None:
+    """The arrays as ``name.npy`` members, then the packing ``record`` (if any) as a 0-d unicode
+    array in ``__intquant_packed__.npy``."""
     with zipfile.ZipFile(file, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
         for name, array in _layout_arrays(layout, arrays):
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 numpy.lib.format.write_array(member, numpy.ascontiguousarray(array), allow_pickle=False)
+        if record is not None:
+            with archive.open(f"{PACKED_RECORD}.npy", "w", force_zip64=True) as member:
+                numpy.lib.format.write_array(member, numpy.array(record), allow_pickle=False)
 
 
 def _safetensors_code(dtype: numpy.dtype[Any]) -> str | None:
@@ -679,8 +926,9 @@ def _write_safetensors(
     file: IO[bytes],
     layout: Sequence[tuple[str, tuple[int, ...], numpy.dtype[Any]]],
     arrays: Iterable[numpy.ndarray],
+    metadata: dict[str, str] | None = None,
 ) -> None:
-    header: dict[str, Any] = {}
+    header: dict[str, Any] = {} if metadata is None else {"__metadata__": metadata}
     start = 0
     for name, shape, dtype in layout:
         end = start + math.prod(shape) * dtype.itemsize

@@ -213,6 +213,12 @@ def _parser() -> argparse.ArgumentParser:
     quantize.add_argument(
         "--seed", type=_seed, metavar="N", help="seed of stochastic rounding (the same seed, the same codes)"
     )
+    quantize.add_argument(
+        "--pack",
+        action="store_true",
+        help="pack the codes to the quantizer's bits (1 to 8) in bytes, in a .npz or .safetensors "
+        "file that records the layout; dequantize unpacks them",
+    )
     _add_common(quantize)
     quantize.set_defaults(run=quantize_command)
 
@@ -280,15 +286,16 @@ def _parser() -> argparse.ArgumentParser:
     demo = command(
         "demo",
         "quantize a digit classifier and run it on integers only",
-        "Train scikit-learn's logistic regression on its bundled digits, quantize it to 2-8 bits\n"
-        "and run integer-only inference; print the accuracies and plot them.",
+        "Train a 64-64-10 MLP on scikit-learn's bundled digits, run it as integer layers at 2-8\n"
+        "bits (intquant.integer); print the accuracies and the accumulator widths against a\n"
+        "16-bit limit, with and without the accumulator constraint, and plot them.",
     )
     demo.add_argument(
         "--plot",
         type=Path,
         default=Path(DEMO_PLOT),
         metavar="IMAGE",
-        help="the accuracy plot to write (.png)",
+        help="the plot to write (.png): accuracy and accumulator bits against bit width",
     )
     demo.add_argument("--force", action="store_true", help="replace an existing plot")
     demo.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -21,6 +21,13 @@ the job of ONNX Runtime's ``quantize_static`` with intquant's calibration method
 * :func:`insert_qdq` -- the model with QuantizeLinear/DequantizeLinear pairs on those tensors;
 * :func:`quantizable_tensors` -- which tensors are quantized by default.
 
+Export an integer network (:mod:`intquant.onnx.integer`):
+
+* :func:`integer_network_to_onnx`, :func:`integer_layer_to_onnx` -- an
+  :class:`intquant.integer.IntegerNetwork` (or one layer) with MatMulInteger/ConvInteger where
+  exact, exact float routes otherwise and an integer requantization; onnxruntime gives
+  ``network.run``'s codes bit for bit.
+
 See docs/onnx.md for the formulas, shapes, names and a tutorial.
 """
 
@@ -37,6 +44,7 @@ from intquant.onnx.export import (
     quantizer_to_onnx,
 )
 from intquant.onnx.insert import insert_qdq
+from intquant.onnx.integer import integer_layer_to_onnx, integer_network_to_onnx
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -51,4 +59,6 @@ __all__ = [
     "calibrate_tensors",
     "insert_qdq",
     "quantizable_tensors",
+    "integer_network_to_onnx",
+    "integer_layer_to_onnx",
 ]

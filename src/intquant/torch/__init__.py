@@ -9,6 +9,9 @@
   the host, ``torch.compile(fullgraph=True)``), exact with intquant's calibration; their state
   exports to a ``UniformQuantizer``. ``enable_observer`` and the three other switches work with
   ``model.apply``, as ``torch.ao.quantization``'s.
+* :class:`IntegerNetworkModule` and :func:`run_integer_network` (:mod:`intquant.torch.integer`):
+  an :class:`intquant.integer.IntegerNetwork`'s integers computed by torch, bit for bit
+  ``network.run``.
 * :mod:`intquant.torch.kernels`: the torch operations both are made of.
 
 This package needs PyTorch (``pip install "intquant[torch]"``); ``import intquant`` never imports
@@ -39,6 +42,16 @@ from intquant.torch.fake_quantize import (  # noqa: E402
     enable_fake_quant,
     enable_observer,
 )
+from intquant.torch.integer import (  # noqa: E402
+    IntegerFlattenModule,
+    IntegerLayerModule,
+    IntegerNetworkModule,
+    IntegerReLUModule,
+    float32_is_exact,
+    integer_module,
+    round_shift,
+    run_integer_network,
+)
 from intquant.torch.observer import MinMaxObserver  # noqa: E402
 from intquant.torch.quantizer import TorchUniformQuantizer, fake_quant  # noqa: E402
 
@@ -52,4 +65,12 @@ __all__ = [
     "disable_observer",
     "enable_fake_quant",
     "disable_fake_quant",
+    "IntegerNetworkModule",
+    "IntegerLayerModule",
+    "IntegerReLUModule",
+    "IntegerFlattenModule",
+    "integer_module",
+    "run_integer_network",
+    "round_shift",
+    "float32_is_exact",
 ]
