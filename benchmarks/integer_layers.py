@@ -25,7 +25,9 @@ against an exact int64 computation on the first rows. Then the sides run in turn
 rotating each round) until the cell's budget is spent, at least 3 rounds; the table gives the
 median time of each side in ms and **ratio = side / float64** (the issue's target: <= 2 for
 ``layer(codes)``). BLAS (numpy's, torch's, ONNX Runtime's intra-op pool) is held to ``--threads``
-threads (default 1; the machine is shared). Usage:
+threads (default 1; the machine is shared). With numba installed a layer call takes the compiled
+path (:mod:`intquant.integer.fused`); ``INTQUANT_PURE_NUMPY=1`` times the numpy executors alone.
+Usage:
 ``python benchmarks/integer_layers.py [--quick] [--threads N] [--budget SECONDS] [--markdown PATH]``.
 """
 
@@ -43,6 +45,7 @@ from typing import Any
 import numpy
 
 import intquant
+from intquant._numba import dispatch
 from intquant.integer import (
     DropLowBits,
     FixedPoint,
@@ -345,7 +348,9 @@ def main() -> None:
                 cells.append(measure(shape, n_bits, budget, arguments.threads, rng))
     lines = [
         f"Integer layers against float64, {arguments.threads} BLAS thread(s), {budget} s per cell; "
-        f"numpy {numpy.__version__}, {platform.machine()}, Python {platform.python_version()}",
+        f"numpy {numpy.__version__}, {platform.machine()}, Python {platform.python_version()}; "
+        f"compiled layer call (numba, intquant.integer.fused): "
+        f"{'on' if dispatch.enabled() else 'off (INTQUANT_PURE_NUMPY=1, or no numba)'}",
         "",
         "Median ms; (ratio) = time / float64 time. `float` ... `drop-low-bits`: the whole layer "
         "`layer(codes)`, accumulators then requantization in that mode.",

@@ -18,7 +18,21 @@ from hypothesis import strategies as st
 
 from intquant._numba import dispatch
 from intquant.errors import InvalidValueError
-from intquant.integer import IntegerConv2d, IntegerLinear, layer
+from intquant.integer import (
+    Conv2d,
+    DropLowBits,
+    FixedPoint,
+    Flatten,
+    FloatRescale,
+    IntegerConv2d,
+    IntegerLinear,
+    IntegerNetwork,
+    Linear,
+    PowerOfTwo,
+    ReLU,
+    layer,
+)
+from intquant.integer import network as network_module
 from tests.test_integer_layers import (
     input_codes,
     layer_sources,
@@ -50,6 +64,7 @@ def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
         return compiled(*args)
 
     monkeypatch.setattr(layer, "fused_layer_call", counted)
+    monkeypatch.setattr(network_module, "fused_layer_call", counted)
     yield calls
 
 
@@ -158,3 +173,24 @@ def test_refusals_are_the_plain_paths(compiled_calls: Calls) -> None:
     empty = numpy.zeros((0, 3), dtype=numpy.int64)
     assert linear(empty).shape == (0, 1)
     assert compiled_calls.count == 2  # an empty batch keeps the plain path
+
+
+@pytest.mark.parametrize("mode", [FloatRescale(), FixedPoint(), PowerOfTwo(), DropLowBits(bits=3)])
+def test_network_runs_its_layers_compiled(compiled_calls: Calls, mode: Any) -> None:
+    rng = numpy.random.default_rng(7)
+    model = [
+        Conv2d(rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4), stride=2, padding=1),
+        ReLU(),
+        Flatten(),
+        Linear(rng.normal(size=(6, 4 * 4 * 4)), rng.normal(size=6)),
+        ReLU(),
+        Linear(rng.normal(size=(3, 6))),
+    ]
+    x = rng.normal(size=(20, 2, 8, 8))
+    network = IntegerNetwork.from_float(model, x, bits=6, requantization=mode)
+    codes = network.quantize_input(x)
+    steps = network.intermediates(codes)
+    assert compiled_calls.count == 3
+    for step, expected in zip(steps, plain(lambda: network.intermediates(codes)), strict=True):
+        numpy.testing.assert_array_equal(step, expected)
+    numpy.testing.assert_array_equal(network.run(codes), steps[-1])

@@ -5,7 +5,8 @@
 codes, scales, zero points, bias codes, quantizers, the requantization mode, the input range)
 and computes the two plans of :mod:`intquant.integer.plan`; calls then check their input codes
 (dtype, shape, range) and run the numpy executors (:func:`intquant.integer.product.accumulate`,
-:func:`intquant.integer.requantize.requantize`), which trust them. A layer never changes after
+:func:`intquant.integer.requantize.requantize`), which trust them, or with numba the compiled
+call of :mod:`intquant.integer.fused` (the same codes). A layer never changes after
 construction: its arrays are read-only copies, its quantizers private copies (the properties
 return copies).
 
@@ -47,11 +48,13 @@ from intquant.integer.fused import layer_call as fused_layer_call
 from intquant.integer.plan import AccumulatorPlan, RequantPlan
 from intquant.integer.product import accumulate, choose_product_dtype
 from intquant.integer.requantize import (
+    MAX_TABLE_ENTRIES,
     DropLowBits,
     FixedPoint,
     FloatRescale,
     PowerOfTwo,
     describe,
+    lookup_table,
     mode_from_dict,
     plan_requantization,
     requantize,
@@ -66,7 +69,9 @@ __all__ = [
     "MODES",
     "IntegerLayer",
     "QuantizerFacts",
+    "check_code_range",
     "check_codes",
+    "integer_codes",
     "check_input_range",
     "check_quantizer",
     "code_range",
@@ -166,7 +171,7 @@ def check_codes(name: str, codes: Any, accepted: tuple[int, int]) -> numpy.ndarr
     """
     array = integer_codes(name, codes)
     if array.size:
-        check_code_range(name, int(array.min()), int(array.max()), accepted)
+        check_code_range(name, int(array.min()), int(array.max()), accepted=accepted)
     return array if array.dtype == numpy.int64 else array.astype(numpy.int64)
 
 
@@ -187,7 +192,7 @@ def integer_codes(name: str, codes: Any) -> numpy.ndarray:
     return array
 
 
-def check_code_range(name: str, low: int, high: int, accepted: tuple[int, int]) -> None:
+def check_code_range(name: str, low: int, high: int, *, accepted: tuple[int, int]) -> None:
     """Refuse codes from ``low`` to ``high`` that leave ``accepted`` (InvalidValueError)."""
     if low < accepted[0] or high > accepted[1]:
         raise InvalidValueError(
@@ -547,13 +552,38 @@ class IntegerLayer(JSONSerializable):
                 accepted = self.input_range
 
                 def check_range(low: int, high: int) -> None:
-                    check_code_range("input codes", low, high, accepted)
+                    check_code_range("input codes", low, high, accepted=accepted)
 
                 return fused_layer_call(array, self._accumulator_plan, self._requant_plan, check_range)
         accumulators = self.accumulate(codes)
         if self._requant_plan is None:
             return accumulators
         return requantize(accumulators, self._requant_plan, self.channel_axis)
+
+    def lookup_table(self, *, max_entries: int = MAX_TABLE_ENTRIES) -> tuple[numpy.ndarray, numpy.ndarray]:
+        """The requantization as a table lookup on the rounded accumulator, as an FHE compiler
+        evaluates it (with :class:`~intquant.integer.DropLowBits`, over ``2**P`` entries or
+        fewer): ``offset`` (O,) and ``table`` (O, L), with
+        ``layer.requantize(acc)[..., o] == table[o, round_shift(acc, k, "half_up") - offset[o]]``
+        for every accumulator in the worst-case range; see
+        :func:`intquant.integer.requantize.lookup_table`.
+
+        Raises
+        ------
+        InvalidOptionsError
+            Without an output quantizer.
+        InvalidValueError
+            For the integer formula (FixedPoint, PowerOfTwo), or a table beyond ``max_entries``.
+        """
+        if self._requant_plan is None:
+            raise InvalidOptionsError(
+                "this layer has no output quantizer, so it has no requantization to tabulate. "
+                "Build it with an output_quantizer."
+            )
+        plan = self._accumulator_plan
+        return lookup_table(
+            self._requant_plan, plan.accumulator_min, plan.accumulator_max, max_entries=max_entries
+        )
 
     def accumulators(self, codes: Any = None, *, name: str | None = None) -> LayerAccumulators:
         """The accumulator analysis: worst case per output channel (bias included) and, given

@@ -23,6 +23,7 @@ integer pipeline itself::
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -35,10 +36,13 @@ from intquant.errors import InvalidTypeError, InvalidValueError, SerializationEr
 from intquant.integer.accumulator import AccumulatorReport
 from intquant.integer.conv import IntegerConv2d
 from intquant.integer.elements import IntegerFlatten, IntegerReLU
+from intquant.integer.fused import available as fused_available
+from intquant.integer.fused import layer_call as fused_layer_call
 from intquant.integer.layer import (
     DEFAULT_REQUANTIZATION,
     IntegerLayer,
     QuantizerFacts,
+    check_code_range,
     check_codes,
     check_quantizer,
 )
@@ -232,11 +236,20 @@ class IntegerNetwork(JSONSerializable, versioned_tag="intquant.IntegerNetwork", 
         return array
 
     def _steps(self, codes: numpy.ndarray) -> list[numpy.ndarray]:
-        """Each element's outputs, from checked codes (the plans' numpy executors)."""
+        """Each element's outputs, from checked codes (the plans' numpy executors, or with numba
+        a layer's compiled call)."""
         outputs = []
         current = codes
-        for element in self._elements:
+        for index, element in enumerate(self._elements):
             if isinstance(element, IntegerLayer):
+                if element.requant_plan is not None and fused_available(current.size):
+                    # the chain is proven, so the range check is a safeguard (free in this pass)
+                    check = functools.partial(
+                        check_code_range, f"element {index}'s input codes", accepted=element.input_range
+                    )
+                    current = fused_layer_call(current, element.accumulator_plan, element.requant_plan, check)
+                    outputs.append(current)
+                    continue
                 current = accumulate(current, element.accumulator_plan)
                 if element.requant_plan is not None:
                     current = requantize(current, element.requant_plan, element.channel_axis)

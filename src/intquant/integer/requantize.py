@@ -74,6 +74,8 @@ __all__ = [
     "MODE_NAMES",
     "plan_requantization",
     "requantize",
+    "lookup_table",
+    "MAX_TABLE_ENTRIES",
     "describe",
     "mode_from_dict",
 ]
@@ -447,6 +449,69 @@ def requantize(accumulators: numpy.ndarray, plan: RequantPlan, channel_axis: int
     if zero_point:
         codes += zero_point
     return codes
+
+
+#: The most entries per channel :func:`lookup_table` builds by default.
+MAX_TABLE_ENTRIES = 2**20
+
+
+def lookup_table(
+    plan: RequantPlan,
+    accumulator_min: numpy.ndarray,
+    accumulator_max: numpy.ndarray,
+    *,
+    max_entries: int = MAX_TABLE_ENTRIES,
+) -> tuple[numpy.ndarray, numpy.ndarray]:
+    """The float formula as a table lookup on the rounded accumulator (an FHE table lookup).
+
+    With ``a = round_shift(acc, s[o], "half_up")`` (``acc`` itself for :class:`FloatRescale`,
+    ``k`` bits dropped for :class:`DropLowBits`), the output code is a function of ``a`` alone,
+    ``f_o(a) = clip(rint(float64(a) * m[o]) + zp_y, lo, hi)``: what Concrete evaluates as a
+    table lookup after rounding the accumulator. This returns ``offset`` (``O``,) int64, the
+    smallest rounded accumulator of each channel, and ``table`` (``O``, ``L``) int64 with
+    ``table[o, a - offset[o]] = f_o(a)`` for every ``a`` a channel's worst-case range
+    ``[accumulator_min[o], accumulator_max[o]]`` can round to (``L`` the widest channel's count;
+    a narrower channel's row repeats its last code after its own range).
+
+    Raises
+    ------
+    InvalidValueError
+        For a plan of the integer formula (no table: it multiplies before rounding), ranges of
+        the wrong shape or reversed, or more than ``max_entries`` entries in a channel (use
+        ``DropLowBits(target_bits=P)`` for ``2**P`` entries or fewer).
+    """
+    if plan.formula != "float":
+        raise InvalidValueError(
+            f"a lookup table needs a requantization of the float formula (FloatRescale, "
+            f"DropLowBits); this plan is {plan.mode!r}, whose integer formula rounds after "
+            f"multiplying."
+        )
+    count = plan.multiplier.shape[0]
+    low_acc = _check_vector("accumulator_min", accumulator_min, "iu", count).astype(numpy.int64)
+    high_acc = _check_vector("accumulator_max", accumulator_max, "iu", count).astype(numpy.int64)
+    if numpy.any(low_acc > high_acc):
+        raise InvalidValueError("'accumulator_min' must not exceed 'accumulator_max' in any channel.")
+    limit = check_int("max_entries", max_entries, minimum=1)
+    low = round_shift(low_acc, plan.shift, "half_up")
+    high = round_shift(high_acc, plan.shift, "half_up")
+    widths = high - low + 1
+    if count and int(widths.max()) > limit:
+        channel = int(numpy.argmax(widths))
+        raise InvalidValueError(
+            f"channel {channel}'s rounded accumulators take {int(widths[channel])} values, more than "
+            f"max_entries={limit}; drop more low bits (DropLowBits(target_bits=P) gives at most "
+            f"2**P entries) or raise max_entries."
+        )
+    length = int(widths.max()) if count else 0
+    steps = numpy.minimum(numpy.arange(length, dtype=numpy.int64)[None, :], (widths - 1)[:, None])
+    rounded = low[:, None] + steps
+    scaled = numpy.multiply(rounded, plan.multiplier[:, None], dtype=numpy.float64)
+    zero_point = plan.output_zero_point
+    numpy.clip(scaled, plan.output_range[0] - zero_point, plan.output_range[1] - zero_point, out=scaled)
+    table = numpy.empty(scaled.shape, dtype=numpy.int64)
+    numpy.rint(scaled, out=table, casting="unsafe")
+    table += zero_point
+    return low, table
 
 
 _FIELDS: dict[str, tuple[type, tuple[str, ...]]] = {
