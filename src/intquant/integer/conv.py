@@ -20,6 +20,7 @@ from intquant.errors import InvalidValueError
 from intquant.integer.layer import (
     DEFAULT_REQUANTIZATION,
     IntegerLayer,
+    check_accumulator_bits,
     check_input_range,
     check_quantizer,
     load_layer,
@@ -171,7 +172,7 @@ class IntegerConv2d(IntegerLayer, versioned_tag="intquant.IntegerConv2d", format
             per_channel,
             accumulator_bits,
         )
-        return cls(
+        layer = cls(
             codes,
             scales,
             input_quantizer=input_quantizer,
@@ -184,6 +185,7 @@ class IntegerConv2d(IntegerLayer, versioned_tag="intquant.IntegerConv2d", format
             stride=model.stride,
             padding=model.padding,
         )
+        return check_accumulator_bits(layer, accumulator_bits)
 
     @staticmethod
     def load_dict(metadata: dict[str, Any], format_version: int = 1) -> IntegerConv2d:

@@ -34,6 +34,7 @@ import numpy
 from intquant._core.checks import as_real_array, check_flag, check_int, is_integer
 from intquant._core.codec import JSONSerializable, dumps
 from intquant.errors import (
+    IntquantError,
     InvalidDtypeError,
     InvalidOptionsError,
     InvalidTypeError,
@@ -41,7 +42,7 @@ from intquant.errors import (
     MissingParameterError,
     SerializationError,
 )
-from intquant.integer.accumulator import LayerAccumulators, observed_range, worst_case_range
+from intquant.integer.accumulator import LayerAccumulators, observed_range, signed_bits, worst_case_range
 from intquant.integer.constraint import fit_weight_scales
 from intquant.integer.fused import available as fused_available
 from intquant.integer.fused import layer_call as fused_layer_call
@@ -69,6 +70,7 @@ __all__ = [
     "MODES",
     "IntegerLayer",
     "QuantizerFacts",
+    "check_accumulator_bits",
     "check_code_range",
     "check_codes",
     "integer_codes",
@@ -776,6 +778,26 @@ def load_layer(
         return build(fields)
     except (ValueError, TypeError) as error:  # intquant's errors are ValueError/TypeError
         raise SerializationError(f"invalid serialized {owner}: {error}") from error
+
+
+def check_accumulator_bits(layer: LayerT, accumulator_bits: Any) -> LayerT:
+    """``layer``, after checking that its proven worst case fits ``accumulator_bits`` (None: no
+    limit): the constraint mode's guarantee, verified on the built plan with exact integers.
+
+    Raises
+    ------
+    IntquantError
+        If it does not fit (a defect of the constraint search, never expected).
+    """
+    if accumulator_bits is not None:
+        plan = layer.accumulator_plan
+        widest = int(signed_bits(plan.accumulator_min, plan.accumulator_max).max(initial=1))
+        if widest > accumulator_bits:  # pragma: no cover - fit_weight_scales guarantees it
+            raise IntquantError(
+                f"internal error: the constrained layer's worst-case accumulator needs {widest} "
+                f"bits, more than accumulator_bits={accumulator_bits}; please report it."
+            )
+    return layer
 
 
 def quantize_weights(

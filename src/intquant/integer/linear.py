@@ -20,6 +20,7 @@ from intquant.errors import InvalidValueError
 from intquant.integer.layer import (
     DEFAULT_REQUANTIZATION,
     IntegerLayer,
+    check_accumulator_bits,
     check_input_range,
     check_quantizer,
     load_layer,
@@ -166,7 +167,7 @@ class IntegerLinear(IntegerLayer, versioned_tag="intquant.IntegerLinear", format
         codes, scales, bias_codes = quantize_weights(
             model.weight, model.bias, facts, accepted, False, weight_bits, per_channel, accumulator_bits
         )
-        return cls(
+        layer = cls(
             codes,
             scales,
             input_quantizer=input_quantizer,
@@ -177,6 +178,7 @@ class IntegerLinear(IntegerLayer, versioned_tag="intquant.IntegerLinear", format
             input_range=accepted,
             weight_bits=weight_bits,
         )
+        return check_accumulator_bits(layer, accumulator_bits)
 
     @staticmethod
     def load_dict(metadata: dict[str, Any], format_version: int = 1) -> IntegerLinear:
