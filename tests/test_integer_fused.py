@@ -32,7 +32,6 @@ from intquant.integer import (
     ReLU,
     layer,
 )
-from intquant.integer import network as network_module
 from tests.test_integer_layers import (
     input_codes,
     layer_sources,
@@ -64,7 +63,6 @@ def compiled_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
         return compiled(*args)
 
     monkeypatch.setattr(layer, "fused_layer_call", counted)
-    monkeypatch.setattr(network_module, "fused_layer_call", counted)
     yield calls
 
 

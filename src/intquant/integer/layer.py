@@ -25,6 +25,7 @@ is taken over the centered input range widened to include 0.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar, Optional, TypeVar
@@ -547,17 +548,21 @@ class IntegerLayer(JSONSerializable):
     def __call__(self, codes: Any) -> numpy.ndarray:
         """Output codes (int64) of input ``codes``: :meth:`accumulate`, then the requantization;
         the accumulators themselves without an output quantizer."""
-        if self._requant_plan is not None:
-            array = integer_codes("input codes", codes)
-            self.output_shape(array.shape)
-            if fused_available(array.size):  # two compiled passes around the product
-                accepted = self.input_range
+        array = integer_codes("input codes", codes)
+        self.output_shape(array.shape)
+        return self.run_codes(array, "input codes")
 
-                def check_range(low: int, high: int) -> None:
-                    check_code_range("input codes", low, high, accepted=accepted)
-
-                return fused_layer_call(array, self._accumulator_plan, self._requant_plan, check_range)
-        accumulators = self.accumulate(codes)
+    def run_codes(self, codes: numpy.ndarray, name: str) -> numpy.ndarray:
+        """The output codes of integer ``codes`` whose shape :meth:`output_shape` accepts (what
+        :meth:`__call__` and a network's run share): the range is checked against
+        :attr:`input_range` (errors name ``name``), then the compiled call of
+        :mod:`intquant.integer.fused` runs, or the numpy executors."""
+        check_range = functools.partial(check_code_range, name, accepted=self.input_range)
+        if self._requant_plan is not None and fused_available(codes.size):  # two compiled passes
+            return fused_layer_call(codes, self._accumulator_plan, self._requant_plan, check_range)
+        if codes.size:
+            check_range(int(codes.min()), int(codes.max()))
+        accumulators = accumulate(codes.astype(numpy.int64, copy=False), self._accumulator_plan)
         if self._requant_plan is None:
             return accumulators
         return requantize(accumulators, self._requant_plan, self.channel_axis)

@@ -23,7 +23,6 @@ integer pipeline itself::
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Sequence
 from typing import Any, Optional, Union
 
@@ -36,19 +35,15 @@ from intquant.errors import InvalidTypeError, InvalidValueError, SerializationEr
 from intquant.integer.accumulator import AccumulatorReport
 from intquant.integer.conv import IntegerConv2d
 from intquant.integer.elements import IntegerFlatten, IntegerReLU
-from intquant.integer.fused import available as fused_available
-from intquant.integer.fused import layer_call as fused_layer_call
 from intquant.integer.layer import (
     DEFAULT_REQUANTIZATION,
     IntegerLayer,
     QuantizerFacts,
-    check_code_range,
     check_codes,
     check_quantizer,
 )
 from intquant.integer.linear import IntegerLinear
 from intquant.integer.model import Conv2d, Flatten, Linear, ReLU
-from intquant.integer.product import accumulate
 from intquant.integer.requantize import requantize
 from intquant.options import QuantizationOptions
 from intquant.quantizer import UniformQuantizer
@@ -236,23 +231,13 @@ class IntegerNetwork(JSONSerializable, versioned_tag="intquant.IntegerNetwork", 
         return array
 
     def _steps(self, codes: numpy.ndarray) -> list[numpy.ndarray]:
-        """Each element's outputs, from checked codes (the plans' numpy executors, or with numba
-        a layer's compiled call)."""
+        """Each element's outputs, from checked codes (a layer by :meth:`IntegerLayer.run_codes`:
+        its range check, then its compiled call or the numpy executors)."""
         outputs = []
         current = codes
         for index, element in enumerate(self._elements):
             if isinstance(element, IntegerLayer):
-                if element.requant_plan is not None and fused_available(current.size):
-                    # the chain is proven, so the range check is a safeguard (free in this pass)
-                    check = functools.partial(
-                        check_code_range, f"element {index}'s input codes", accepted=element.input_range
-                    )
-                    current = fused_layer_call(current, element.accumulator_plan, element.requant_plan, check)
-                    outputs.append(current)
-                    continue
-                current = accumulate(current, element.accumulator_plan)
-                if element.requant_plan is not None:
-                    current = requantize(current, element.requant_plan, element.channel_axis)
+                current = element.run_codes(current, f"element {index}'s input codes")
             elif isinstance(element, IntegerReLU):
                 current = numpy.maximum(current, element.zero_point)
             else:
